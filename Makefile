@@ -1,0 +1,54 @@
+# Makefile -- build the monitor, its guests, and run, test and measure them.
+#
+#   make          build build/vmm.elf and every guest
+#   make run      boot the demo guest under the monitor (installs what it lacks)
+#   make test     the equivalence tests and the decoder unit tests
+#   make bench    nanobenchmarks, native and under the monitor, with -icount
+#   make deps     install the tools (qemu-system-x86, gcc-multilib, binutils)
+
+CC      := gcc
+LD      := ld
+CFLAGS  := -m32 -march=i686 -ffreestanding -fno-pic -fno-pie -fno-stack-protector \
+           -fno-builtin -nostdlib -O2 -g -Wall -Wextra -Wno-unused-parameter \
+           -mgeneral-regs-only -fno-asynchronous-unwind-tables \
+           -fno-tree-loop-distribute-patterns -std=gnu11
+ASFLAGS := -m32 -march=i686 -fno-pic -fno-pie
+LDFLAGS := -m elf_i386 -T vmm.ld -nostdlib -static -z max-page-size=0x1000 \
+           -z noexecstack --no-warn-rwx-segments --build-id=none
+
+VMM_OBJS := boot.o vmm.o load.o mmu.o segtrack.o shadow.o trace.o decode.o \
+            emulate.o bt.o direct.o dev.o
+VMM_OBJS := $(addprefix build/,$(VMM_OBJS))
+HEADERS  := vmm.h x86.h decode.h multiboot.h
+
+.PHONY: all run test bench deps clean
+all: deps-check build/vmm.elf guests
+
+build/%.o: %.c $(HEADERS)
+	@mkdir -p build
+	$(CC) $(CFLAGS) -c $< -o $@
+
+build/%.o: %.S x86.h
+	@mkdir -p build
+	$(CC) $(ASFLAGS) -c $< -o $@
+
+build/vmm.elf: $(VMM_OBJS) vmm.ld
+	$(LD) $(LDFLAGS) -o $@ $(VMM_OBJS) $(shell $(CC) -m32 -print-libgcc-file-name)
+
+include guests/guests.mk
+
+# Install whatever is missing (Debian/Ubuntu).  Nothing if all is there.
+deps deps-check:
+	@scripts/deps.sh
+
+run: all
+	scripts/vmm build/guests/demo.elf
+
+test: all
+	tests/run.sh
+
+bench: all
+	tests/bench.sh
+
+clean:
+	rm -rf build

@@ -1,0 +1,456 @@
+/*
+ * bt.c -- the binary translation sub-system.
+ *
+ * Guest code that cannot run directly - the guest kernel (CPL 0-2), real
+ * mode, user code with IOPL or IF set in ways the hardware would act on -
+ * is translated into a translation cache (TC) and run from there at ring
+ * 1 (ARCHITECTURE.md §6; US 6,397,242, claim 1: "binary translation
+ * sub-system").  A translation unit is a run of up to a dozen guest
+ * instructions (AA §3.2); most are copied unchanged ("IDENT"), because
+ * the registers, the status flags and DS, ES, SS and FS are all the
+ * guest's while translated code runs: the segment registers hold cached
+ * descriptors (shadow.c) with the guest's bases.  The unit ends at the
+ * first instruction that is not IDENT - a control transfer, a privileged
+ * or sensitive instruction - which becomes a callout: `int $T_CALLOUT`,
+ * after which the monitor emulates that one instruction (emulate.c) and
+ * translation continues at wherever it left EIP.
+ *
+ * Two instructions are almost IDENT: one with a GS or CS prefix.  %gs
+ * belongs to the monitor in translated code, and %cs is the translation
+ * cache's, so the instruction runs with the prefix changed to FS, and FS
+ * briefly loaded with the cached descriptor of the segment it named.
+ *
+ * A fault in translated code is turned back into guest state at a guest
+ * instruction boundary by the unit's map from TC offsets to guest
+ * offsets ("precise" state, AA §5).
+ *
+ * Deviation: first form.  No chaining: every unit returns to the monitor
+ * through its callout, even for a plain jump.  Coherency with
+ * self-modifying code comes from comparing a unit's guest bytes with
+ * guest memory each time it is entered (the "code-invariance prelude" of
+ * US 6,704,925), not from write traces.
+ *
+ * Hardware:   SDM Vol. 3A §5.5 (Privilege Levels), §6.12; SDM Vol. 2
+ *             §2.1.1 (Instruction Prefixes).
+ * Runs in:    VMM, ring 0, interrupts off; translated code at ring 1.
+ * Read after: vmm.c (vmm_decide), direct.c.
+ */
+#include "vmm.h"
+
+#define MAXI      12            /* guest instructions per unit (AA §3.2) */
+#define TC_SIZE   (1 << 20)
+#define TC16_SIZE 0x10000
+#define MAXBLOCKS 6144
+#define NHASH     4096
+#define TC_SLACK  1024          /* room one unit can need, at most */
+
+enum term { TERM_EMULATE = 1, TERM_CONTINUE };
+
+/* A translation unit, as translated.  Written only here. */
+struct block {
+    gpa_t pa;           /* guest-physical address of its first byte */
+    u32 eip;            /* the key: (pa, eip, CS base, code size) */
+    u32 cs_base;
+    u8 code32;
+    u8 ninsn;           /* IDENT instructions before the terminator */
+    u8 term;            /* enum term */
+    u8 glen;            /* guest bytes covered, terminator included */
+    u32 tc;             /* offset of its code in tc[] or tc16[] */
+    u32 gbytes;         /* offset of the copy of its guest bytes in tc[] */
+    u8 goff[MAXI + 1];  /* guest offset of instruction i; [ninsn]: the terminator or next */
+    u16 toff[MAXI + 1]; /* TC offset of instruction i; [ninsn]: the callout */
+    u16 tend[MAXI];     /* TC offset just past guest instruction i itself */
+    s16 next;           /* hash chain */
+};
+
+static u8 tc[TC_SIZE] __attribute__((aligned(PGSIZE)));
+static u8 tc16[TC16_SIZE] __attribute__((aligned(PGSIZE)));
+static u32 tc_used, tc16_used;
+static struct block blocks[MAXBLOCKS + 1];     /* the last one: single-step scratch */
+static int nblocks;
+static s16 hash[NHASH];
+#define STEP_BLOCK MAXBLOCKS
+
+void
+bt_flush(const char *why)
+{
+    if (opt_log & LOG_TRANSLATE)
+        cprintf("translate: flush (%s)\n", why);
+    vcpu0.st.tc_flushes++;
+    tc_used = tc16_used = 0;
+    nblocks = 0;
+    for (int i = 0; i < NHASH; i++)
+        hash[i] = -1;
+}
+
+void
+bt_init(void)
+{
+    /* The 16-bit translation cache gets a code segment of its own based
+     * at tc16, so its offsets fit in IP. */
+    vmm_gdt[GDT_BT_CS16] = desc_make((u32)tc16, TC16_SIZE - 1,
+                                     SEG_S | SEG_P | (1 << 5) | STA_X | STA_R | STA_A);
+    bt_flush("init");
+    vcpu0.st.tc_flushes = 0;
+}
+
+static u32
+hash_of(gpa_t pa, u32 eip)
+{
+    return (pa ^ (eip * 2654435761u) ^ (pa >> 12)) % NHASH;
+}
+
+/* ---- Emitting ---- */
+
+static u8 *emit_p;
+static void emit1(u8 b) { *emit_p++ = b; }
+static void emit4(u32 w) { for (int i = 0; i < 4; i++) emit1(w >> (8 * i)); }
+
+/* mov %fs, %gs:off  /  mov %gs:off, %fs, with 32-bit addressing even in
+ * 16-bit code (67h prefix). */
+static void
+emit_fs_gs(int code32, int load, u32 off)
+{
+    if (!code32)
+        emit1(0x67);
+    emit1(0x65);
+    emit1(load ? 0x8e : 0x8c);
+    emit1(0x25);        /* ModRM: mod 00, reg 4 (FS), r/m 101: disp32 */
+    emit4(off);
+}
+
+/*B:020 An IDENT instruction is copied byte for byte.  If it has a GS or
+ * CS segment prefix it is wrapped: save FS, load FS with the cached
+ * descriptor of the named segment (its selector is kept in the vCPU's
+ * scratch words, which %gs addresses), run the instruction with an FS
+ * prefix instead, restore FS. :*/
+static void
+emit_ident(struct block *b, int i, const u8 *bytes, struct insn *in, int code32)
+{
+    u8 *base = code32 ? tc + b->tc : tc16 + b->tc;
+    int wrap = in->seg == SEG_GS || in->seg == SEG_CS;
+    b->toff[i] = emit_p - base;
+    if (wrap) {
+        emit_fs_gs(code32, 0, offsetof(struct vcpu, bt_scratch[0]));
+        emit_fs_gs(code32, 1, offsetof(struct vcpu, bt_scratch[in->seg == SEG_GS ? 1 : 2]));
+    }
+    for (int k = 0; k < in->len; k++) {
+        u8 c = bytes[k];
+        if (wrap && k < in->nprefix && (c == 0x65 || c == 0x2e))
+            c = 0x64;
+        emit1(c);
+    }
+    b->tend[i] = emit_p - base;
+    if (wrap)
+        emit_fs_gs(code32, 1, offsetof(struct vcpu, bt_scratch[0]));
+}
+
+/* Does this instruction have to leave translated code? */
+static int
+is_ident(struct insn *in)
+{
+    if (in->flags & D_INVALID)
+        return 1;               /* the CPU raises the same #UD here */
+    return in->info->emu == E_NONE || in->info->emu == E_RDTSC;
+}
+
+/*B:010 Translate the unit at the guest's CS:EIP, whose first byte is at
+ * guest-physical `pa`.  `max` is MAXI, or 1 for single-stepping.  The
+ * unit stops before the first instruction that is not IDENT (which
+ * becomes the callout), after `max` instructions, at the end of a page
+ * (so the unit depends on one physical page only), or before an
+ * instruction whose bytes cannot be fetched (the fault is raised when the
+ * guest gets there).  Returns NULL with a fault pending if not even the
+ * first instruction can be fetched. :*/
+static struct block *
+translate(struct vcpu *v, gpa_t pa, struct block *b, int max)
+{
+    int code32 = vcpu_code32(v);
+    u32 eip = v->eip, geip = eip;
+    u32 cs_base = v->seg[SEG_CS].base;
+    u8 gbuf[MAXI * 15 + 16];
+    u32 glen = 0;
+    struct insn in;
+
+    b->pa = pa;
+    b->eip = eip;
+    b->cs_base = cs_base;
+    b->code32 = code32;
+    b->tc = code32 ? tc_used : tc16_used;
+    emit_p = code32 ? tc + tc_used : tc16 + tc16_used;
+    b->term = TERM_CONTINUE;
+    int i = 0;
+    for (;;) {
+        u8 bytes[16];
+        int avail;
+        u32 la = cs_base + geip;
+        if (emulate_fetch(v, geip, bytes, &avail) != OK) {
+            if (i == 0)
+                return NULL;
+            vfault.pending = 0;
+            break;
+        }
+        int n = decode(bytes, avail, code32, &in);
+        if (n < 0) {
+            if (i > 0)
+                break;
+            if (n == DECODE_TOOLONG) {
+                raise_gp(v, 0);
+                return NULL;
+            }
+            /* The instruction runs into a page that cannot be fetched. */
+            vmem_read(v, la + avail, bytes, 1, ACC_X | (v->cpl == 3 ? ACC_U : 0));
+            return NULL;
+        }
+        if (i > 0 && (la & 0xfff) + n > PGSIZE)
+            break;                              /* would straddle a page */
+        b->goff[i] = geip - eip;
+        if (!is_ident(&in) || i == max) {
+            if (!is_ident(&in)) {
+                b->term = TERM_EMULATE;
+                memcpy(gbuf + glen, bytes, n);
+                glen += n;
+            }
+            break;
+        }
+        emit_ident(b, i, bytes, &in, code32);
+        memcpy(gbuf + glen, bytes, n);
+        glen += n;
+        i++;
+        geip += n;
+        if (!code32)
+            geip &= 0xffff;
+        if ((in.flags & D_ENDS) || ((cs_base + geip) & 0xfff) == 0)
+            break;
+    }
+    b->ninsn = i;
+    b->goff[i] = geip - eip;
+    u8 *base = code32 ? tc + b->tc : tc16 + b->tc;
+    b->toff[i] = emit_p - base;
+    emit1(0xcd);                /* int $T_CALLOUT */
+    emit1(T_CALLOUT);
+    if (code32)
+        tc_used = emit_p - tc;
+    else
+        tc16_used = emit_p - tc16;
+    /* Keep the guest bytes, to notice if the guest rewrites them. */
+    b->glen = glen;
+    b->gbytes = tc_used;
+    memcpy(tc + tc_used, gbuf, glen);
+    tc_used += glen;
+    v->st.blocks++;
+    if (opt_log & LOG_TRANSLATE)
+        cprintf("translate: %04x:%08x pa %08x, %d IDENT + %s, %d bytes -> tc %s+%x\n",
+                v->seg[SEG_CS].sel, eip, pa, i, b->term == TERM_EMULATE ? in.info->name : "continue",
+                glen, code32 ? "tc32" : "tc16", b->tc);
+    return b;
+}
+
+/* Does the unit still match guest memory?  It covers one page, except a
+ * lone first instruction that straddles two. */
+static int
+block_current(struct vcpu *v, struct block *b)
+{
+    u8 now[MAXI * 15 + 16];
+    u32 first = PGSIZE - (b->pa & 0xfff);
+    if (first >= b->glen)
+        gpa_read(b->pa, now, b->glen);
+    else if (vmem_read(v, b->cs_base + b->eip, now, b->glen, ACC_X | (v->cpl == 3 ? ACC_U : 0)) != OK) {
+        vfault.pending = 0;
+        return 0;
+    }
+    return memcmp(now, tc + b->gbytes, b->glen) == 0;
+}
+
+static void
+hash_remove(struct block *b)
+{
+    int idx = b - blocks;
+    s16 *p = &hash[hash_of(b->pa, b->eip)];
+    while (*p >= 0 && *p != idx)
+        p = &blocks[*p].next;
+    if (*p == idx)
+        *p = b->next;
+}
+
+/* Find or make the unit for the guest's CS:EIP.  NULL with a fault
+ * pending if the code cannot be fetched. */
+static struct block *
+lookup(struct vcpu *v)
+{
+    gpa_t pa;
+    int code32 = vcpu_code32(v);
+    u32 cs_base = v->seg[SEG_CS].base;
+    if (mmu_translate(v, cs_base + v->eip, ACC_X | (v->cpl == 3 ? ACC_U : 0), &pa) != OK)
+        return NULL;
+    u32 h = hash_of(pa, v->eip);
+    for (s16 i = hash[h]; i >= 0; i = blocks[i].next) {
+        struct block *b = &blocks[i];
+        if (b->pa == pa && b->eip == v->eip && b->cs_base == cs_base && b->code32 == code32) {
+            if (block_current(v, b))
+                return b;
+            v->st.tc_stale++;
+            hash_remove(b);
+            break;
+        }
+    }
+    if (nblocks >= MAXBLOCKS || tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE)
+        bt_flush("full");
+    struct block *b = translate(v, pa, &blocks[nblocks], MAXI);
+    if (!b)
+        return NULL;
+    nblocks++;
+    b->next = hash[h];
+    hash[h] = b - blocks;
+    return b;
+}
+
+/* The guest offset of a TC offset inside unit b: instruction i if its
+ * guest instruction has not completed, the next one if it has. */
+static u32
+tc_to_guest(struct block *b, u32 off)
+{
+    for (int i = 0; i < b->ninsn; i++)
+        if (off < b->tend[i])
+            return b->goff[i];
+    return b->goff[b->ninsn];
+}
+
+/* The status flags and DF live in the hardware EFLAGS while translated
+ * code runs; IF, IOPL, TF and the rest stay virtual. */
+#define HW_FLAGS (EFLAGS_STATUS | EFLAGS_DF)
+
+static void
+host_cr0(struct vcpu *v)
+{
+    u32 want = (rcr0() & ~(CR0_TS | CR0_EM | CR0_MP | CR0_AM)) |
+               (v->cr0 & (CR0_TS | CR0_EM | CR0_MP | CR0_AM));
+    if (want != rcr0())
+        lcr0(want);
+}
+
+/* Enter unit b and run until the guest exits for something the monitor
+ * must see; hidden page faults are filled and the unit resumed. */
+static void
+run_block(struct vcpu *v, struct block *b, int step)
+{
+    struct frame *f = &v->f;
+    f->eip = b->code32 ? (u32)tc + b->tc : b->tc;
+    f->cs = SEL(b->code32 ? GDT_BT_CS32 : GDT_BT_CS16, 1);
+    f->eflags = (v->eflags & HW_FLAGS) | EFLAGS_IF | EFLAGS_FIXED | (step ? EFLAGS_TF : 0);
+    f->ss = shadow_hw_selector(v, SEG_SS);
+    f->ds = shadow_hw_selector(v, SEG_DS);
+    f->es = shadow_hw_selector(v, SEG_ES);
+    f->fs = shadow_hw_selector(v, SEG_FS);
+    f->gs = SEL(GDT_BT_GS, 1);
+    v->bt_scratch[1] = shadow_hw_selector(v, SEG_GS);
+    v->bt_scratch[2] = shadow_hw_selector(v, SEG_CS);
+    vmm_tss.esp0 = (u32)&f->v86_es;
+    host_cr0(v);
+    u32 cr3 = mmu_hw_cr3(v);
+    if (rcr3() != cr3)
+        lcr3(cr3);
+    v->st.bt_entries++;
+    for (;;) {
+        vm_enter(f);
+        v->st.traps[f->trapno & 0xff]++;
+        if (f->trapno == T_PF) {
+            int r = mmu_page_fault(v, rcr2(), f->err);
+            if (r == 1)
+                continue;       /* hidden: resume the unit where it faulted */
+            if (r == STOP)
+                return;
+            /* true: walk() left the guest's #PF pending for exit_block */
+        }
+        break;
+    }
+    v->eflags = (v->eflags & ~HW_FLAGS) | (f->eflags & HW_FLAGS);
+}
+
+/* After an exit from unit b: put the guest state back at an instruction
+ * boundary and handle what made it exit. */
+static void
+exit_block(struct vcpu *v, struct block *b)
+{
+    struct frame *f = &v->f;
+    u32 base = b->code32 ? (u32)tc + b->tc : b->tc;
+    u32 off = f->eip - base;
+    u32 trap = f->trapno;
+
+    if (trap == T_ENTRYFAIL) {
+        vm_stop(v, "could not enter translated code (vector %d, error %x)", f->err >> 16, f->err & 0xffff);
+        return;
+    }
+    if (trap == T_CALLOUT) {
+        v->eip = b->eip + b->goff[b->ninsn];
+        if (!b->code32)
+            v->eip &= 0xffff;
+        if (b->term == TERM_EMULATE && emulate_one(v) == NOT_EMULATED) {
+            /* The guest rewrote the instruction since it was translated;
+             * the next lookup retranslates it. */
+        }
+        return;
+    }
+    v->eip = b->eip + tc_to_guest(b, off);
+    if (!b->code32)
+        v->eip &= 0xffff;
+    if (trap == T_DB) {
+        /* Single-stepping (bt_step): TF was set only for this unit. */
+        u32 dr6 = rdr6();
+        ldr6(0);
+        emulate_deliver_debug(v, dr6 & 0x400f ? dr6 & 0x400f : 0x4000);
+        return;
+    }
+    if (trap < 32) {
+        /* A fault in an IDENT instruction: the guest's own.  A true #PF
+         * is already pending, with the guest's error code (mmu.c). */
+        if (trap != T_PF)
+            raise_fault(v, trap, f->err);
+        emulate_deliver_pending(v);
+        return;
+    }
+    /* A host interrupt: nothing to do for the guest yet. */
+}
+
+/* TF is set: run exactly one guest instruction, then deliver #DB. */
+static void
+bt_step(struct vcpu *v)
+{
+    int r = emulate_one(v);
+    if (r != NOT_EMULATED)
+        return;
+    gpa_t pa;
+    if (mmu_translate(v, v->seg[SEG_CS].base + v->eip, ACC_X | (v->cpl == 3 ? ACC_U : 0), &pa) != OK) {
+        emulate_deliver_pending(v);
+        return;
+    }
+    if (tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE)
+        bt_flush("full");
+    struct block *b = translate(v, pa, &blocks[STEP_BLOCK], 1);
+    if (!b) {
+        emulate_deliver_pending(v);
+        return;
+    }
+    run_block(v, b, 1);
+    if (!v->stop_reason)
+        exit_block(v, b);
+}
+
+/*B:000 Run the guest by translation until it needs the monitor: one
+ * unit, then its callout or fault. :*/
+void
+bt_run(struct vcpu *v)
+{
+    if (v->eflags & EFLAGS_TF) {
+        bt_step(v);
+        return;
+    }
+    struct block *b = lookup(v);
+    if (!b) {
+        emulate_deliver_pending(v);
+        return;
+    }
+    run_block(v, b, 0);
+    if (!v->stop_reason)
+        exit_block(v, b);
+}

@@ -1,0 +1,134 @@
+/*
+ * direct.c -- the direct execution sub-system.
+ *
+ * Guest user code (CPL 3) and virtual-8086 code run natively on the CPU,
+ * at the real ring 3 (or in real virtual-8086 mode), with the real IF set
+ * and IOPL below 3, on the CPL-3 shadow page table (mmu.c) and the shadow
+ * GDT (shadow.c).  This is trap-and-emulate: everything the guest may do
+ * there either behaves exactly as on bare hardware or traps to the
+ * monitor, which vmm_decide() has made sure of before calling us
+ * (US 6,397,242, claim 1: "direct execution sub-system").
+ *
+ * Every exception and interrupt comes back here.  Most are the guest's
+ * own and are reflected through its IDT exactly as the CPU would have
+ * delivered them (emulate.c); the guest kernel then runs translated.  Two
+ * kinds the monitor handles itself: hidden page faults (the shadow was
+ * merely missing an entry) and general-protection faults that only the
+ * deprivileging caused - `int n`, whose gate in the monitor's IDT has DPL
+ * 0, and segment loads the shadow GDT cannot serve (LDT selectors) -
+ * which are emulated.
+ *
+ * Hardware:   SDM Vol. 3A §6.12 (Exception and Interrupt Handling),
+ *             §20.2 (Virtual-8086 Mode), SDM Vol. 2A INT n.
+ * Runs in:    VMM, ring 0, interrupts off; the guest at ring 3.
+ * Read after: vmm.c.
+ */
+#include "vmm.h"
+
+/*E:010 Entering direct execution.  The hardware gets the guest's own
+ * registers, selectors and EIP.  EFLAGS is the guest's except IF, which
+ * is really 1 (the decision guarantees the guest's is 1 too), and IOPL,
+ * which is the guest's (below 3, so CLI, STI and port I/O still trap).
+ * The CPU's TSS sends traps to the vCPU's frame; in virtual-8086 mode
+ * the CPU also pushes ES, DS, FS and GS, so the frame ends 16 bytes
+ * later. :*/
+static void
+enter(struct vcpu *v)
+{
+    struct frame *f = &v->f;
+    int v86 = (v->eflags & EFLAGS_VM) != 0;
+    f->eip = v->eip;
+    f->cs = v->seg[SEG_CS].sel;
+    f->ss = v->seg[SEG_SS].sel;
+    f->eflags = (v->eflags & ~(EFLAGS_RF | EFLAGS_VIF | EFLAGS_VIP)) | EFLAGS_IF | EFLAGS_FIXED;
+    if (v86) {
+        f->v86_es = v->seg[SEG_ES].sel;
+        f->v86_ds = v->seg[SEG_DS].sel;
+        f->v86_fs = v->seg[SEG_FS].sel;
+        f->v86_gs = v->seg[SEG_GS].sel;
+        f->es = f->ds = f->fs = f->gs = 0;
+        vmm_tss.esp0 = (u32)(f + 1);
+    } else {
+        f->es = v->seg[SEG_ES].sel;
+        f->ds = v->seg[SEG_DS].sel;
+        f->fs = v->seg[SEG_FS].sel;
+        f->gs = v->seg[SEG_GS].sel;
+        vmm_tss.esp0 = (u32)&f->v86_es;
+    }
+    u32 cr0 = (rcr0() & ~(CR0_TS | CR0_EM | CR0_MP | CR0_AM)) |
+              (v->cr0 & (CR0_TS | CR0_EM | CR0_MP | CR0_AM));
+    if (cr0 != rcr0())
+        lcr0(cr0);
+    /* RDTSC at CPL 3 must fault if the guest set CR4.TSD. */
+    u32 cr4 = (rcr4() & ~CR4_TSD) | (v->cr4 & CR4_TSD);
+    if (cr4 != rcr4())
+        lcr4(cr4);
+    u32 cr3 = mmu_hw_cr3(v);
+    if (rcr3() != cr3)
+        lcr3(cr3);
+    v->st.de_entries++;
+}
+
+/*E:020 One stretch of direct execution, ended by one trap that is not a
+ * hidden page fault. :*/
+void
+direct_run(struct vcpu *v)
+{
+    struct frame *f = &v->f;
+    enter(v);
+    for (;;) {
+        vm_enter(f);
+        v->st.traps[f->trapno & 0xff]++;
+        if (f->trapno == T_PF) {
+            int r = mmu_page_fault(v, rcr2(), f->err);
+            if (r == 1)
+                continue;
+            if (r == STOP)
+                break;
+        }
+        break;
+    }
+    if (rcr4() & CR4_TSD)
+        lcr4(rcr4() & ~CR4_TSD);
+    if (f->trapno == T_ENTRYFAIL) {
+        vm_stop(v, "could not enter direct execution (vector %d, error %x)", f->err >> 16, f->err & 0xffff);
+        return;
+    }
+
+    /* Take the guest's state back from the hardware. */
+    segtrack_after_direct(v);
+    v->eip = f->eip;
+    v->eflags = (f->eflags & ~(EFLAGS_IF | EFLAGS_IOPL | EFLAGS_RF)) |
+                (v->eflags & (EFLAGS_IF | EFLAGS_IOPL));
+    if (v->stop_reason)
+        return;
+
+    /*E:030 What came back.  A #GP may be one only the deprivileging
+     * caused: `int n` (our IDT gates have DPL 0) or a segment load the
+     * shadow GDT cannot serve.  The emulator carries such an instruction
+     * out exactly as the CPU would at the guest's privilege; if the
+     * instruction is not one it emulates, the #GP was the guest's own. :*/
+    switch (f->trapno) {
+    case T_GP:
+        if (emulate_one(v) != NOT_EMULATED)
+            return;
+        raise_fault(v, T_GP, f->err);
+        break;
+    case T_PF:
+        break;                          /* the guest's #PF is pending (mmu.c) */
+    case T_DB: {
+        u32 dr6 = rdr6();
+        ldr6(0);
+        emulate_deliver_debug(v, dr6 & 0xe00f);
+        return;
+    }
+    default:
+        if (f->trapno >= 32)
+            return;                     /* a host interrupt: resume */
+        raise_fault(v, f->trapno, f->err);
+        break;
+    }
+    /*E:040 Reflect the guest's own exception through its IDT (emulate.c);
+     * its handler will run translated, at guest CPL 0. :*/
+    emulate_deliver_pending(v);
+}

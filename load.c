@@ -1,0 +1,271 @@
+/*
+ * load.c -- the guest's boot loader: the monitor as a Multiboot loader.
+ *
+ * QEMU hands the monitor its guest as the first Multiboot module (the
+ * module string is the guest's file name and command line).  We load it
+ * into guest RAM the way QEMU's own Multiboot loader would load it on
+ * bare hardware - ELF segments by physical address, or the a.out
+ * "kludge" addresses of its Multiboot header - and build the Multiboot
+ * information structure it would build, so the guest cannot tell the
+ * difference (ARCHITECTURE.md §3, boot method 1).  Anything wrong with
+ * the image ends the run with one clear line on COM2 and EXIT_BADIMAGE.
+ *
+ * Hardware:   Multiboot Specification 0.6.96 §3 (OS image format, machine
+ *             state, boot information format); System V ABI (ELF) ch. 4-5.
+ * Runs in:    VMM, ring 0, interrupts off, once at start.
+ * Read after: vmm.c (vmm_main).
+ */
+#include "vmm.h"
+#include "multiboot.h"
+
+/* ELF32 (System V ABI, Figure 4-3 and 5-1). */
+struct elf_hdr {
+    u8 ident[16];
+    u16 type, machine;
+    u32 version, entry, phoff, shoff, flags;
+    u16 ehsize, phentsize, phnum, shentsize, shnum, shstrndx;
+};
+struct elf_phdr {
+    u32 type, offset, vaddr, paddr, filesz, memsz, flags, align;
+};
+#define PT_LOAD 1
+
+/* Where the Multiboot information goes in guest memory: conventional
+ * memory below the EBDA, which a Multiboot kernel does not load into. */
+#define MBI_GPA     0x9000
+#define MBI_CMDLINE 0x9100
+#define MBI_NAME    0x9500
+#define MBI_MMAP    0x9600
+#define MBI_MODS    0x9800
+#define MBI_STRINGS 0x9a00
+
+static void
+bad_image(const char *fmt, ...)
+{
+    __builtin_va_list ap;
+    cprintf("vmm: bad guest image: ");
+    __builtin_va_start(ap, fmt);
+    vcprintf(fmt, ap);
+    __builtin_va_end(ap);
+    cprintf("\n");
+    vmm_exit(EXIT_BADIMAGE);
+}
+
+/* Copy from the module (host memory) into guest RAM, zero-filling the
+ * rest of [gpa, gpa + memsz). */
+static void
+load_segment(hpa_t src, u32 filesz, gpa_t gpa, u32 memsz)
+{
+    static u8 buf[PGSIZE];
+    if (gpa >= ram_size || memsz > ram_size - gpa)
+        bad_image("segment at guest-physical %x+%x does not fit in %u MiB of RAM",
+                  gpa, memsz, ram_size >> 20);
+    for (u32 done = 0; done < memsz;) {
+        u32 n = memsz - done < PGSIZE ? memsz - done : PGSIZE;
+        memset(buf, 0, n);
+        if (done < filesz)
+            hpa_read(src + done, buf, filesz - done < n ? filesz - done : n);
+        gpa_write(gpa + done, buf, n);
+        done += n;
+    }
+}
+
+static u32
+load_elf(hpa_t img, u32 size)
+{
+    struct elf_hdr eh;
+    if (size < sizeof eh)
+        bad_image("%u bytes is too short for an ELF header", size);
+    hpa_read(img, &eh, sizeof eh);
+    if (memcmp(eh.ident, "\177ELF", 4))
+        bad_image("no ELF magic, and no a.out kludge in the Multiboot header");
+    if (eh.ident[4] != 1 || eh.ident[5] != 1 || eh.machine != 3)
+        bad_image("not a 32-bit little-endian i386 ELF (class %d, data %d, machine %d)",
+                  eh.ident[4], eh.ident[5], eh.machine);
+    if (eh.type != 2)
+        bad_image("ELF type %d is not an executable", eh.type);
+    if (eh.phentsize != sizeof(struct elf_phdr) || eh.phnum == 0 ||
+        eh.phoff > size || (u32)eh.phnum * sizeof(struct elf_phdr) > size - eh.phoff)
+        bad_image("program headers (%u at offset %x) lie outside the %u-byte file",
+                  eh.phnum, eh.phoff, size);
+    int loaded = 0;
+    for (int i = 0; i < eh.phnum; i++) {
+        struct elf_phdr ph;
+        hpa_read(img + eh.phoff + i * sizeof ph, &ph, sizeof ph);
+        if (ph.type != PT_LOAD || ph.memsz == 0)
+            continue;
+        if (ph.filesz > ph.memsz || ph.offset > size || ph.filesz > size - ph.offset)
+            bad_image("segment %d (offset %x, %x bytes) lies outside the %u-byte file",
+                      i, ph.offset, ph.filesz, size);
+        load_segment(img + ph.offset, ph.filesz, ph.paddr, ph.memsz);
+        loaded++;
+    }
+    if (!loaded)
+        bad_image("no loadable segment");
+    return eh.entry;
+}
+
+/* The a.out kludge (Multiboot §3.1.3): the header gives the addresses. */
+static u32
+load_aout(hpa_t img, u32 size, u32 hoff, struct mb_header *h)
+{
+    if (h->header_addr < h->load_addr || h->header_addr - h->load_addr > hoff)
+        bad_image("a.out kludge: header_addr %x below load_addr %x", h->header_addr, h->load_addr);
+    u32 off = hoff - (h->header_addr - h->load_addr);
+    u32 end = h->load_end_addr ? h->load_end_addr : h->load_addr + (size - off);
+    if (end < h->load_addr || end - h->load_addr > size - off)
+        bad_image("a.out kludge: load_end_addr %x lies past the end of the file", end);
+    u32 bss = h->bss_end_addr > end ? h->bss_end_addr : end;
+    load_segment(img + off, end - h->load_addr, h->load_addr, bss - h->load_addr);
+    return h->entry_addr;
+}
+
+static u32
+put_string(gpa_t *at, const char *s)
+{
+    u32 where = *at;
+    u32 n = strlen(s) + 1;
+    gpa_write(where, s, n);
+    *at += (n + 3) & ~3u;
+    return where;
+}
+
+void
+load_guest(struct vcpu *v, struct mb_info *mbi)
+{
+    static struct mb_module mods[16];
+    static char name[256];
+
+    if (!(mbi->flags & MB_INFO_MODS) || mbi->mods_count == 0)
+        bad_image("no guest: give it as the first module (-initrd \"guest.elf ARGS\")");
+    u32 nmods = mbi->mods_count < 16 ? mbi->mods_count : 16;
+    hpa_read(mbi->mods_addr, mods, nmods * sizeof mods[0]);
+
+    /* Guest RAM: a contiguous host block above the monitor and every
+     * module, 4 MiB aligned. */
+    u32 top = VMM_PHYS + VMM_SIZE;
+    for (u32 i = 0; i < nmods; i++)
+        if (mods[i].mod_end > top)
+            top = mods[i].mod_end;
+    ram_base = (top + 0x3fffff) & ~0x3fffffu;
+    ram_size = opt_mem_mb << 20;
+    u32 host_end = 0x100000 + mbi->mem_upper * 1024;
+    if (opt_mem_mb < 2 || opt_mem_mb > 1024 || ram_base + ram_size > host_end || ram_base + ram_size < ram_base)
+        bad_image("mem=%u MiB: between 2 and %u MiB fit in this host's memory",
+                  opt_mem_mb, host_end > ram_base ? (host_end - ram_base) >> 20 : 0);
+    cprintf("vmm: guest RAM %u MiB at host-physical %x\n", opt_mem_mb, ram_base);
+
+    /* The image, and its Multiboot header in the first 8 KiB. */
+    hpa_t img = mods[0].mod_start;
+    u32 size = mods[0].mod_end - mods[0].mod_start;
+    hpa_read(mods[0].string, name, sizeof name - 2);
+    name[sizeof name - 2] = 0;
+    if (size == 0)
+        bad_image("the module \"%s\" is empty", name);
+    struct mb_header h;
+    u32 hoff = 0;
+    int found = 0;
+    for (; hoff + 12 <= size && hoff < 8192; hoff += 4) {
+        hpa_read(img + hoff, &h, sizeof h);
+        if (h.magic == MB_HEADER_MAGIC && h.magic + h.flags + h.checksum == 0) {
+            found = 1;
+            break;
+        }
+    }
+    if (!found)
+        bad_image("\"%s\": no Multiboot header in its first 8 KiB", name);
+    if (h.flags & 0x0000fff8)
+        bad_image("\"%s\": Multiboot header asks for features %x this loader lacks", name, h.flags & 0xfff8);
+    u32 entry = (h.flags & MB_HDR_AOUT_KLUDGE) ? load_aout(img, size, hoff, &h) : load_elf(img, size);
+
+    /* Further modules go to guest RAM after the image, page aligned, as
+     * QEMU places them. */
+    gpa_t next = 0x100000;
+    struct mb_module gmods[16];
+    gpa_t strings = MBI_STRINGS;
+    for (u32 i = 1; i < nmods; i++) {
+        u32 msize = mods[i].mod_end - mods[i].mod_start;
+        next = (next + PGSIZE - 1) & ~(PGSIZE - 1);
+        load_segment(mods[i].mod_start, msize, next, msize);
+        static char s[256];
+        hpa_read(mods[i].string, s, sizeof s - 1);
+        gmods[i - 1].mod_start = next;
+        gmods[i - 1].mod_end = next + msize;
+        gmods[i - 1].string = put_string(&strings, s);
+        gmods[i - 1].reserved = 0;
+        next += msize;
+    }
+
+    /* The Multiboot information, field for field what QEMU's loader
+     * gives a guest with this much RAM.  The command line is the module
+     * string with a space after the file name, as QEMU joins
+     * "kernel append". */
+    struct mb_info g;
+    memset(&g, 0, sizeof g);
+    g.flags = MB_INFO_MEMORY | MB_INFO_BOOTDEV | MB_INFO_CMDLINE | MB_INFO_MODS | MB_INFO_MMAP | 0x200;
+    g.mem_lower = 639;
+    g.mem_upper = (ram_size - 0x100000 - 0x20000) / 1024;
+    g.boot_device = 0x8000ffff;
+    int has_space = 0;
+    for (char *p = name; *p; p++)
+        has_space |= *p == ' ';
+    if (!has_space) {
+        u32 n = strlen(name);
+        name[n] = ' ';
+        name[n + 1] = 0;
+    }
+    g.cmdline = MBI_CMDLINE;
+    gpa_write(MBI_CMDLINE, name, strlen(name) + 1);
+    g.boot_loader_name = MBI_NAME;
+    gpa_write(MBI_NAME, "qemu", 5);
+    g.mods_count = nmods - 1;
+    g.mods_addr = MBI_MODS;
+    gpa_write(MBI_MODS, gmods, (nmods - 1) * sizeof gmods[0]);
+
+    /* The PC memory map QEMU's firmware reports (e820), in Multiboot form. */
+    static const struct { u64 base, len; u32 type; } e820[] = {
+        { 0x00000000, 0x9fc00, 1 },
+        { 0x0009fc00, 0x00400, 2 },
+        { 0x000f0000, 0x10000, 2 },
+        { 0x00100000, 0, 1 },           /* length: RAM above 1 MiB, less 128 KiB */
+        { 0, 0x20000, 2 },              /* base: the top 128 KiB of RAM */
+        { 0xfffc0000, 0x40000, 2 },     /* the BIOS ROM */
+    };
+    struct mb_mmap mm[ARRAY_SIZE(e820)];
+    for (u32 i = 0; i < ARRAY_SIZE(e820); i++) {
+        mm[i].size = sizeof mm[i] - 4;
+        mm[i].addr = e820[i].base;
+        mm[i].len = e820[i].len;
+        mm[i].type = e820[i].type;
+    }
+    mm[3].len = ram_size - 0x100000 - 0x20000;
+    mm[4].addr = ram_size - 0x20000;
+    g.mmap_addr = MBI_MMAP;
+    g.mmap_length = sizeof mm;
+    gpa_write(MBI_MMAP, mm, sizeof mm);
+    gpa_write(MBI_GPA, &g, sizeof g);
+
+    /*D:005 The machine state Multiboot promises (§3.2): EAX the loader's
+     * magic, EBX the information's address, flat protected-mode segments,
+     * paging off, interrupts off.  The rest is what QEMU's Multiboot
+     * option ROM happens to leave (CR0 = PE|ET, EFLAGS = 6, selectors
+     * 0x08 and 0x10), so the same guest starts in the same state both
+     * ways.  The guest starts at CPL 0 in protected mode: the decision
+     * will translate it. :*/
+    memset(&v->f, 0, sizeof v->f);
+    v->f.eax = MB_LOADER_MAGIC;
+    v->f.ebx = MBI_GPA;
+    v->eip = entry;
+    v->eflags = 0x00000006;
+    v->cr0 = CR0_PE | CR0_ET;
+    v->cr2 = v->cr3 = v->cr4 = 0;
+    v->gdtr.base = 0;
+    v->gdtr.limit = 0;
+    v->idtr.base = 0;
+    v->idtr.limit = 0x3ff;
+    v->dr[6] = 0xffff0ff0;
+    v->dr[7] = 0x400;
+    segtrack_reset(v);
+    v->mode = MODE_BT;
+    cprintf("vmm: loaded \"%s\", entry %x\n", name, entry);
+}

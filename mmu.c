@@ -1,0 +1,354 @@
+/*
+ * mmu.c -- guest memory and the shadow page tables.
+ *
+ * The guest believes CR3 points at its page directory; the hardware CR3
+ * always points at a shadow page directory owned by this file, which maps
+ * guest-linear addresses straight to host-physical ones (ARCHITECTURE.md
+ * §7).  Shadows are a cache: they start empty, and a page fault on a
+ * missing entry (a "hidden" fault) makes us walk the guest's tables and
+ * fill it in.  A fault the guest's own tables would also have raised is a
+ * "true" fault and is reflected to the guest with the CR2 and error code
+ * the CPU would have given.
+ *
+ * There are two shadows, one for guest CPL 3 and one for CPL 0-2.  The
+ * second is needed because translated kernel code runs at ring 1, which
+ * the MMU treats as supervisor: guest user code translated at ring 1
+ * (when IOPL or IF forbid direct execution) must still fault on guest
+ * supervisor pages, so the CPL-3 shadow never maps them at all.
+ *
+ * The monitor itself never touches guest memory through guest mappings:
+ * it reaches guest-physical pages through a few temporary mapping slots
+ * at the top of its own 4 MiB (hpa_map).
+ *
+ * Deviation: first form.  The shadows are discarded on every guest CR3
+ * write and on CR0.WP/PG changes; pages are 4 KiB only (the virtual CPU
+ * offers no PSE); no traces keep them coherent, so a guest PTE write is
+ * seen only after INVLPG, a CR3 write or a fault on the page - which is
+ * what the CPU's TLB guarantees, no more.
+ *
+ * Hardware:   SDM Vol. 3A §4.3 (32-Bit Paging), §4.7 (Page-Fault
+ *             Exceptions), §4.8 (Accessed and Dirty Flags), §4.10.4
+ *             (Invalidation of TLBs and Paging-Structure Caches).
+ * Runs in:    VMM, ring 0, interrupts off.
+ * Read after: direct.c.
+ */
+#include "vmm.h"
+
+hpa_t ram_base;
+u32 ram_size;
+
+extern u32 vmm_pt[1024];        /* boot.S: maps the monitor's 4 MiB */
+extern u32 boot_pd[1024];
+
+#define V2P(x) ((u32)(x) - VMM_BASE + VMM_PHYS)
+#define SLOT_VA(i) (0xffffffffu - (NSLOTS - (i)) * PGSIZE + 1)
+
+/* ---- Temporary mappings ---- */
+
+static u32 slot_frame[NSLOTS];
+
+/* Map the host-physical page holding pa into slot `slot` and return a
+ * pointer to pa.  The pointer is valid until the slot is reused. */
+void *
+hpa_map(hpa_t pa, int slot)
+{
+    u32 frame = pa & PTE_FRAME;
+    if (slot_frame[slot] != (frame | 1)) {
+        vmm_pt[1024 - NSLOTS + slot] = frame | PTE_P | PTE_W;
+        invlpg(SLOT_VA(slot));
+        slot_frame[slot] = frame | 1;
+    }
+    return (void *)(SLOT_VA(slot) + (pa & 0xfff));
+}
+
+void
+hpa_read(hpa_t pa, void *buf, u32 n)
+{
+    u8 *b = buf;
+    while (n) {
+        u32 chunk = PGSIZE - (pa & 0xfff);
+        if (chunk > n)
+            chunk = n;
+        memcpy(b, hpa_map(pa, SLOT_COPY), chunk);
+        pa += chunk, b += chunk, n -= chunk;
+    }
+}
+
+void
+hpa_write(hpa_t pa, const void *buf, u32 n)
+{
+    const u8 *b = buf;
+    while (n) {
+        u32 chunk = PGSIZE - (pa & 0xfff);
+        if (chunk > n)
+            chunk = n;
+        memcpy(hpa_map(pa, SLOT_COPY), b, chunk);
+        pa += chunk, b += chunk, n -= chunk;
+    }
+}
+
+/* Guest-physical memory is [0, ram_size) at host ram_base.  Reads beyond
+ * it see all ones and writes vanish, as on a PC bus with nothing there. */
+int
+gpa_read(gpa_t pa, void *buf, u32 n)
+{
+    if (pa >= ram_size || n > ram_size - pa) {
+        memset(buf, 0xff, n);
+        return OK;
+    }
+    hpa_read(ram_base + pa, buf, n);
+    return OK;
+}
+
+int
+gpa_write(gpa_t pa, const void *buf, u32 n)
+{
+    if (pa >= ram_size || n > ram_size - pa)
+        return OK;
+    hpa_write(ram_base + pa, buf, n);
+    return OK;
+}
+
+static u32
+gpa_read32(gpa_t pa)
+{
+    u32 v;
+    gpa_read(pa, &v, 4);
+    return v;
+}
+
+static void
+gpa_write32(gpa_t pa, u32 v)
+{
+    gpa_write(pa, &v, 4);
+}
+
+/* ---- The guest's page tables ---- */
+
+struct walk {
+    gpa_t pa;
+    int writable;       /* may this access's privilege write the page? */
+    int dirty;          /* the guest PTE's D bit, after this access */
+};
+
+/*T:010 Walking the guest's page tables, as the CPU would: the same
+ * checks in the same order, and the same Accessed and Dirty updates in
+ * the guest's own entries, so that a guest reading its PTEs sees what it
+ * would see on bare hardware.  SDM Vol. 3A §4.3 and §4.8.  A failed walk
+ * leaves a #PF pending with the exact error code. :*/
+static int
+walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
+{
+    int user = (acc & ACC_U) && !(acc & ACC_SYS);
+    int write = acc & ACC_W;
+    u32 err = (write ? PFE_W : 0) | (user ? PFE_U : 0);
+
+    if (!(v->cr0 & CR0_PG)) {
+        w->pa = la;
+        w->writable = 1;
+        w->dirty = 1;
+        return OK;
+    }
+    gpa_t pdea = (v->cr3 & PTE_FRAME) + (la >> PDXSHIFT) * 4;
+    u32 pde = gpa_read32(pdea);
+    if (!(pde & PTE_P))
+        return raise_pf(v, la, err);
+    if (!(pde & PTE_A))
+        gpa_write32(pdea, pde |= PTE_A);
+    gpa_t ptea = (pde & PTE_FRAME) + ((la >> PGSHIFT) & 0x3ff) * 4;
+    u32 pte = gpa_read32(ptea);
+    if (!(pte & PTE_P))
+        return raise_pf(v, la, err);
+    u32 both = pde & pte;
+    int may_write = user ? (both & PTE_W) : ((both & PTE_W) || !(v->cr0 & CR0_WP));
+    if ((user && !(both & PTE_U)) || (write && !may_write))
+        return raise_pf(v, la, err | PFE_P);
+    u32 npte = pte | PTE_A | (write ? PTE_D : 0);
+    if (npte != pte)
+        gpa_write32(ptea, npte);
+    w->pa = (pte & PTE_FRAME) | (la & 0xfff);
+    w->writable = may_write;
+    w->dirty = !!(npte & PTE_D);
+    return OK;
+}
+
+int
+mmu_translate(struct vcpu *v, gva_t la, int acc, gpa_t *pa)
+{
+    struct walk w;
+    if (walk(v, la, acc, &w) != OK)
+        return FAULT;
+    *pa = w.pa;
+    return OK;
+}
+
+/* Read or write n bytes at a guest-linear address with the access rights
+ * `acc`.  Every page is translated before anything is written, so an
+ * access that faults on its second page changes nothing (SDM Vol. 3A
+ * §6.5, faults are restartable). */
+int
+vmem_read(struct vcpu *v, gva_t la, void *buf, u32 n, int acc)
+{
+    u8 *b = buf;
+    while (n) {
+        u32 chunk = PGSIZE - (la & 0xfff);
+        if (chunk > n)
+            chunk = n;
+        gpa_t pa;
+        if (mmu_translate(v, la, acc & ~ACC_W, &pa) != OK)
+            return FAULT;
+        gpa_read(pa, b, chunk);
+        la += chunk, b += chunk, n -= chunk;
+    }
+    return OK;
+}
+
+int
+vmem_write(struct vcpu *v, gva_t la, const void *buf, u32 n, int acc)
+{
+    gpa_t pa[2];
+    u32 first = PGSIZE - (la & 0xfff);
+    assert(n <= PGSIZE);
+    if (mmu_translate(v, la, acc | ACC_W, &pa[0]) != OK)
+        return FAULT;
+    if (n > first && mmu_translate(v, la + first, acc | ACC_W, &pa[1]) != OK)
+        return FAULT;
+    if (n <= first) {
+        gpa_write(pa[0], buf, n);
+    } else {
+        gpa_write(pa[0], buf, first);
+        gpa_write(pa[1], (const u8 *)buf + first, n - first);
+    }
+    return OK;
+}
+
+/* ---- Shadow page tables ---- */
+
+#define POOL_PAGES 256
+static u32 pool[POOL_PAGES][1024] __attribute__((aligned(PGSIZE)));
+static u16 pool_free[POOL_PAGES];
+static int npool_free;
+
+enum { SH_KERNEL = 0, SH_USER = 1 };
+static u32 *spd[2];             /* the two shadow page directories */
+
+static u32 *
+pool_alloc(void)
+{
+    if (!npool_free)
+        return NULL;
+    u32 *p = pool[pool_free[--npool_free]];
+    memset(p, 0, PGSIZE);
+    return p;
+}
+
+static void
+pool_reset(void)
+{
+    npool_free = 0;
+    for (int i = POOL_PAGES - 1; i >= 2; i--)
+        pool_free[npool_free++] = i;
+    spd[SH_KERNEL] = pool[0];
+    spd[SH_USER] = pool[1];
+    for (int s = 0; s < 2; s++) {
+        memset(spd[s], 0, PGSIZE);
+        /* The monitor's 4 MiB: the same page table, supervisor-only, in
+         * every address space the hardware ever uses. */
+        spd[s][VMM_BASE >> PDXSHIFT] = V2P(vmm_pt) | PTE_P | PTE_W;
+    }
+}
+
+void
+mmu_init(void)
+{
+    /* Text and read-only data are read-only to the monitor itself too
+     * (CR0.WP is set), so a stray write faults instead of corrupting. */
+    extern char __rodata_end[];
+    for (u32 va = VMM_BASE; va < (u32)__rodata_end; va += PGSIZE)
+        vmm_pt[(va - VMM_BASE) >> PGSHIFT] &= ~PTE_W;
+    /* The temporary slots start empty. */
+    for (int i = 0; i < NSLOTS; i++)
+        vmm_pt[1024 - NSLOTS + i] = 0;
+    pool_reset();
+    lcr3(V2P(spd[SH_KERNEL]));
+}
+
+/* Discard both shadows. */
+void
+mmu_flush(struct vcpu *v)
+{
+    v->st.shadow_flushes++;
+    pool_reset();
+    lcr3(rcr3());
+}
+
+void
+mmu_invlpg(struct vcpu *v, gva_t la)
+{
+    (void)v;
+    for (int s = 0; s < 2; s++) {
+        u32 pde = spd[s][la >> PDXSHIFT];
+        if ((pde & PTE_P) && (la >> PDXSHIFT) != (VMM_BASE >> PDXSHIFT)) {
+            u32 *pt = (u32 *)((pde & PTE_FRAME) - VMM_PHYS + VMM_BASE);
+            pt[(la >> PGSHIFT) & 0x3ff] = 0;
+        }
+    }
+    invlpg(la);
+}
+
+/* The host-physical address of the shadow directory for the guest's
+ * current privilege. */
+u32
+mmu_hw_cr3(struct vcpu *v)
+{
+    return V2P(spd[vcpu_cpl(v) == 3 ? SH_USER : SH_KERNEL]);
+}
+
+/*T:020 A page fault from the guest.  Either the shadow simply lacks the
+ * entry (a hidden fault: walk the guest's tables, fill the shadow, resume
+ * the guest as if nothing happened) or the guest's own tables forbid the
+ * access (a true fault: reflect it).  Returns 1 for hidden, 0 for true
+ * (with the #PF pending in vfault), STOP if the monitor cannot go on. :*/
+int
+mmu_page_fault(struct vcpu *v, u32 la, u32 hwerr)
+{
+    int flavour = vcpu_cpl(v) == 3 ? SH_USER : SH_KERNEL;
+    int acc = ((hwerr & PFE_W) ? ACC_W : 0) | (flavour == SH_USER ? ACC_U : 0);
+    struct walk w;
+
+    if (la >= VMM_BASE) {
+        vm_stop(v, "guest access to linear %x, inside the monitor's 4 MiB (not supported yet)", la);
+        return STOP;
+    }
+    if (walk(v, la, acc, &w) != OK) {
+        v->st.true_pf++;
+        return 0;
+    }
+    if (w.pa >= ram_size) {
+        vm_stop(v, "guest maps linear %x to guest-physical %x, beyond its %u MiB of RAM "
+                "(not supported yet)", la, w.pa, ram_size >> 20);
+        return STOP;
+    }
+    u32 *pd = spd[flavour];
+    u32 pdi = la >> PDXSHIFT;
+    if (!(pd[pdi] & PTE_P)) {
+        u32 *pt = pool_alloc();
+        if (!pt) {
+            /* Out of shadow pages: start again from empty shadows. */
+            mmu_flush(v);
+            pd = spd[flavour];
+            pt = pool_alloc();
+        }
+        pd[pdi] = V2P(pt) | PTE_P | PTE_W | PTE_U;
+    }
+    u32 *pt = (u32 *)((pd[pdi] & PTE_FRAME) - VMM_PHYS + VMM_BASE);
+    /* Writable in the shadow only once the guest's D bit is set, so the
+     * first write faults and sets it (SDM Vol. 3A §4.8). */
+    u32 flags = PTE_P | (flavour == SH_USER ? PTE_U : 0);
+    if (w.writable && w.dirty)
+        flags |= PTE_W;
+    pt[(la >> PGSHIFT) & 0x3ff] = (ram_base + (w.pa & PTE_FRAME)) | flags;
+    invlpg(la);
+    v->st.hidden_pf++;
+    return 1;
+}

@@ -1,0 +1,256 @@
+/*
+ * segtrack.c -- segment tracking: what each guest segment register holds,
+ * and whether it is still reversible.
+ *
+ * A segment register has a visible part, the selector, and a hidden part
+ * the CPU loads from the descriptor table at the moment the selector is
+ * loaded (SDM Vol. 3A §3.4.3, Segment Registers).  The hidden part is not
+ * reloaded when the guest later rewrites the descriptor, changes GDTR or
+ * LDTR, or switches between real and protected mode, and it cannot be
+ * read back.  The patent calls a segment whose hidden part no longer
+ * matches what reloading its selector would give "non-reversible": the
+ * monitor cannot let the hardware reload it (as it does on every entry to
+ * direct execution), so it keeps the hidden part itself (the "cached
+ * descriptor", shadow.c) and translates until the guest reloads the
+ * register.  This file owns v->seg[], v->ldtr, v->tr and v->cpl, does
+ * every segment load the monitor emulates with the CPU's checks and
+ * faults, and answers the decision's question "is this register
+ * reversible?" (US 6,397,242, abstract: "segment tracking").
+ *
+ * Deviation: first form.  Reversibility is decided by comparing the hidden
+ * part with the guest's descriptor in memory each time the decision asks,
+ * rather than by write traces on the descriptor tables.
+ *
+ * Hardware:   SDM Vol. 3A §3.4 (Logical and Linear Addresses), §5.5-5.8
+ *             (privilege checks), SDM Vol. 2B MOV (to segment register),
+ *             LLDT, LTR.
+ * Runs in:    VMM, ring 0, interrupts off.
+ * Read after: vmm.c (vmm_decide).
+ */
+#include "vmm.h"
+
+/* Read the descriptor a selector names, from the guest's GDT or LDT.
+ * Returns OK, FAULT (a #PF reading the table is pending), or 1 if the
+ * index is past the table's limit.  *dla gets the descriptor's linear
+ * address, for setting its accessed or busy bit. */
+int
+segtrack_read_desc(struct vcpu *v, u16 sel, struct desc *d, u32 *dla)
+{
+    u32 base, limit;
+    if (sel & ERR_TI) {
+        if (!(v->ldtr.attr & SEG_P))
+            return 1;
+        base = v->ldtr.base;
+        limit = v->ldtr.limit;
+    } else {
+        base = v->gdtr.base;
+        limit = v->gdtr.limit;
+    }
+    u32 off = sel & ~7u;
+    if (off + 7 > limit)
+        return 1;
+    if (dla)
+        *dla = base + off;
+    return vmem_read(v, base + off, d, 8, ACC_SYS);
+}
+
+/* The CPU sets a descriptor's accessed bit the first time it is loaded
+ * (SDM Vol. 3A §3.4.5.1).  The shadow has it preset, so we set the
+ * guest's. */
+int
+segtrack_set_accessed(struct vcpu *v, u16 sel)
+{
+    struct desc d;
+    u32 dla;
+    if (segtrack_read_desc(v, sel, &d, &dla) != OK)
+        return OK;
+    if ((d.hi & (SEG_S << 8)) && !(d.hi & (STA_A << 8))) {
+        d.hi |= STA_A << 8;
+        return vmem_write(v, dla + 4, &d.hi, 4, ACC_SYS);
+    }
+    return OK;
+}
+
+void
+segtrack_set(struct vcpu *v, int sreg, u16 sel, struct desc d, int mode)
+{
+    struct seg *s = &v->seg[sreg];
+    s->sel = sel;
+    s->base = desc_base(d);
+    s->limit = desc_limit(d);
+    s->attr = desc_attr(d) | STA_A;
+    s->mode = mode;
+}
+
+/* A null selector in DS, ES, FS or GS: loadable, unusable. */
+void
+segtrack_null(struct vcpu *v, int sreg, u16 sel)
+{
+    struct seg *s = &v->seg[sreg];
+    s->sel = sel;
+    s->base = 0;
+    s->limit = 0;
+    s->attr = 0;        /* not present: any access through it is #GP(0) */
+    s->mode = SM_PROT;
+}
+
+/* Real mode and virtual-8086 mode: the base is the selector times 16.  In
+ * real mode the limit and attributes stay as they were (which is what
+ * makes "unreal mode" possible); virtual-8086 mode forces them
+ * (SDM Vol. 3A §20.1.1, Address Translation in Real-Address Mode). */
+void
+segtrack_load_real(struct vcpu *v, int sreg, u16 sel)
+{
+    struct seg *s = &v->seg[sreg];
+    s->sel = sel;
+    s->base = (u32)sel << 4;
+    if (v->eflags & EFLAGS_VM) {
+        s->limit = 0xffff;
+        s->attr = SEG_S | SEG_P | (3 << 5) | STA_W | STA_A | (sreg == SEG_CS ? STA_X : 0);
+        s->mode = SM_V86;
+    } else {
+        s->attr |= SEG_P;
+        s->mode = SM_REAL;
+    }
+    if (sreg == SEG_CS)
+        v->cpl = (v->eflags & EFLAGS_VM) ? 3 : 0;
+}
+
+/*S:010 Loading DS, ES, FS, GS or SS in protected mode, with the checks of
+ * SDM Vol. 2B, MOV (Operation): the index within the table, a data or
+ * readable code segment, the privilege rule max(CPL, RPL) <= DPL (exactly
+ * CPL = RPL = DPL and writable data for SS), present.  Each failure
+ * raises the fault the CPU would, with the selector as error code. :*/
+int
+segtrack_load(struct vcpu *v, int sreg, u16 sel)
+{
+    struct desc d;
+    u32 err = sel & ~3u;
+    int cpl = v->cpl, rpl = sel & 3;
+
+    if (!(v->cr0 & CR0_PE) || (v->eflags & EFLAGS_VM)) {
+        segtrack_load_real(v, sreg, sel);
+        return OK;
+    }
+    if ((sel & ~3u) == 0) {
+        if (sreg == SEG_SS)
+            return raise_gp(v, 0);
+        segtrack_null(v, sreg, sel);
+        return OK;
+    }
+    int r = segtrack_read_desc(v, sel, &d, NULL);
+    if (r == FAULT)
+        return FAULT;
+    if (r)
+        return raise_gp(v, err);
+    u32 attr = desc_attr(d);
+    int dpl = SEG_DPL(attr), type = SEG_TYPE(attr);
+    if (!(attr & SEG_S))
+        return raise_gp(v, err);
+    if (sreg == SEG_SS) {
+        if (rpl != cpl || (type & STA_X) || !(type & STA_W) || dpl != cpl)
+            return raise_gp(v, err);
+        if (!(attr & SEG_P))
+            return raise_fault(v, T_SS, err);
+    } else {
+        if ((type & STA_X) && !(type & STA_R))
+            return raise_gp(v, err);
+        /* Data and non-conforming code: max(CPL, RPL) <= DPL. */
+        if (!((type & STA_X) && (type & STA_C)) && (rpl > dpl || cpl > dpl))
+            return raise_gp(v, err);
+        if (!(attr & SEG_P))
+            return raise_fault(v, T_NP, err);
+    }
+    if (segtrack_set_accessed(v, sel) != OK)
+        return FAULT;
+    segtrack_set(v, sreg, sel, d, SM_PROT);
+    return OK;
+}
+
+/* Load CS from a code descriptor the caller has checked; the new CPL is
+ * `cpl`, which also becomes the selector's RPL (SDM Vol. 3A §5.8.1). */
+int
+segtrack_load_cs(struct vcpu *v, u16 sel, struct desc d, int cpl)
+{
+    if (segtrack_set_accessed(v, sel) != OK)
+        return FAULT;
+    segtrack_set(v, SEG_CS, (sel & ~3u) | cpl, d, SM_PROT);
+    v->cpl = cpl;
+    return OK;
+}
+
+/* The state Multiboot leaves (Multiboot spec §3.2), with the selectors
+ * QEMU's loader uses: flat 4 GiB code at 0x08 and data at 0x10. */
+void
+segtrack_reset(struct vcpu *v)
+{
+    struct desc code = desc_make(0, 0xffffffff, SEG_S | SEG_P | SEG_DB | STA_X | STA_R | STA_A);
+    struct desc data = desc_make(0, 0xffffffff, SEG_S | SEG_P | SEG_DB | STA_W | STA_A);
+    for (int s = 0; s < NSEG; s++)
+        segtrack_set(v, s, 0x10, data, SM_PROT);
+    segtrack_set(v, SEG_CS, 0x08, code, SM_PROT);
+    v->cpl = 0;
+    memset(&v->ldtr, 0, sizeof v->ldtr);
+    memset(&v->tr, 0, sizeof v->tr);
+    v->tr.attr = SEG_P | STS_T32B;
+    v->tr.limit = 0xffff;
+}
+
+/*S:020 Is this register reversible?  It is if reloading its selector now,
+ * in the current mode, would load exactly the hidden part it holds
+ * (US 6,397,242 uses the word; the definition is TOCS's, digest §5.2):
+ * loaded in the current mode, and equal to the guest's descriptor in
+ * memory today.  A null data selector is trivially reversible. :*/
+int
+segtrack_reversible(struct vcpu *v, int sreg)
+{
+    struct seg *s = &v->seg[sreg];
+    int mode = !(v->cr0 & CR0_PE) ? SM_REAL : (v->eflags & EFLAGS_VM) ? SM_V86 : SM_PROT;
+    if (s->mode != mode)
+        return 0;
+    if (mode != SM_PROT)
+        return s->base == (u32)s->sel << 4;
+    if ((s->sel & ~3u) == 0)
+        return sreg != SEG_CS && sreg != SEG_SS && !(s->attr & SEG_P);
+    struct desc d;
+    if (segtrack_read_desc(v, s->sel, &d, NULL) != OK) {
+        vfault.pending = 0;     /* unreadable table: not reversible */
+        return 0;
+    }
+    return desc_base(d) == s->base && desc_limit(d) == s->limit &&
+           ((desc_attr(d) | STA_A) & ~SEG_G) == (s->attr & ~SEG_G);
+}
+
+/* After direct execution: the guest may have loaded segment registers
+ * itself, from the shadow GDT, which holds the guest's descriptors as of
+ * the entry.  Bring v->seg[] up to date from the hardware selectors. */
+void
+segtrack_after_direct(struct vcpu *v)
+{
+    struct frame *f = &v->f;
+    u32 hw[NSEG];
+    int v86 = f->eflags & EFLAGS_VM;
+    hw[SEG_CS] = f->cs;
+    hw[SEG_SS] = f->ss;
+    hw[SEG_DS] = v86 ? f->v86_ds : f->ds;
+    hw[SEG_ES] = v86 ? f->v86_es : f->es;
+    hw[SEG_FS] = v86 ? f->v86_fs : f->fs;
+    hw[SEG_GS] = v86 ? f->v86_gs : f->gs;
+    for (int s = 0; s < NSEG; s++) {
+        u16 sel = hw[s] & 0xffff;
+        if (sel == v->seg[s].sel)
+            continue;
+        if (v86) {
+            segtrack_load_real(v, s, sel);
+        } else if ((sel & ~3u) == 0) {
+            segtrack_null(v, s, sel);
+        } else {
+            struct desc d;
+            if (!shadow_guest_desc(sel, &d))
+                panic("direct execution loaded unshadowed selector %x", sel);
+            segtrack_set_accessed(v, sel);
+            vfault.pending = 0;
+            segtrack_set(v, s, sel, d, SM_PROT);
+        }
+    }
+}

@@ -1,0 +1,152 @@
+/*
+ * shadow.c -- shadow descriptor tables and cached descriptors.
+ *
+ * The CPU never loads the guest's GDT.  GDTR always points at the
+ * monitor's table, whose low part holds "shadow descriptors" (US
+ * 6,397,242, abstract): copies of the guest's, entry for entry, so that a
+ * guest selector means the same thing to the hardware as to the guest,
+ * adjusted so the guest cannot reach the monitor.  The adjustments
+ * (ARCHITECTURE.md §4):
+ *  - DPL 0 becomes DPL 1: translated guest kernel code runs at ring 1 and
+ *    must be able to load its own segments;
+ *  - the limit is cut below the monitor's 4 MiB ("truncation"); the base
+ *    is never changed;
+ *  - the accessed bit is preset, so the CPU never writes the table;
+ *  - system descriptors (TSS, LDT, gates) are not shadowed: the
+ *    hardware's TR and LDTR are the monitor's.
+ * Above the shadows sit the six "cached descriptors", one per segment
+ * register: the hidden part of a virtual segment register that is not
+ * reversible (segtrack.c), or simply the one translated code uses.
+ *
+ * Deviation: first form.  The whole shadow GDT is refreshed from the
+ * guest's each time direct execution is about to start, instead of being
+ * kept coherent by write traces; the LDT is not shadowed, so a segment
+ * register holding an LDT selector keeps the guest in translation;
+ * expand-down segments are not truncated.
+ *
+ * Hardware:   SDM Vol. 3A §3.4.5 (Segment Descriptors), §3.5.1 (Segment
+ *             Descriptor Tables).
+ * Runs in:    VMM, ring 0, interrupts off.
+ * Read after: segtrack.c.
+ */
+#include "vmm.h"
+
+/* What the guest's GDT held at the last refresh, entry for entry; the
+ * hardware loads the shadow of exactly these in direct execution.
+ * Written only here. */
+static struct desc guest_copy[GDT_VMM_FIRST];
+static u8 shadowed[GDT_VMM_FIRST];      /* 1 if vmm_gdt[i] is a shadow of guest_copy[i] */
+static u32 nsynced;                     /* entries refreshed last time */
+
+void
+shadow_init(void)
+{
+    memset(guest_copy, 0, sizeof guest_copy);
+    memset(shadowed, 0, sizeof shadowed);
+    nsynced = 0;
+}
+
+/*H:010 Truncation.  A segment that would reach the monitor's 4 MiB gets
+ * its limit cut to end just below VMM_BASE.  Where the CPU checks limits,
+ * any access past it raises #GP and the monitor can emulate it instead.
+ * The DPL is raised to at least `ring`. :*/
+struct desc
+shadow_truncate(struct desc d, int ring)
+{
+    u32 base = desc_base(d), limit = desc_limit(d), attr = desc_attr(d);
+    if ((int)SEG_DPL(attr) < ring)
+        attr = (attr & ~(3u << 5)) | (ring << 5);
+    attr |= STA_A;
+    int expand_down = !(attr & STA_X) && (attr & STA_E);
+    if (!expand_down && base < VMM_BASE && limit > VMM_BASE - 1 - base) {
+        limit = VMM_BASE - 1 - base;
+        if (limit > 0xfffff)
+            limit = (limit & ~0xfffu) | 0xfff;      /* page-granular, still below */
+        if ((u64)base + limit >= VMM_BASE)
+            limit -= PGSIZE;
+    }
+    return desc_make(base, limit, attr);
+}
+
+/* Refresh the shadow GDT from the guest's. */
+void
+shadow_sync_gdt(struct vcpu *v)
+{
+    u32 n = (v->gdtr.limit + 1) / 8;
+    if (n > GDT_VMM_FIRST)
+        n = GDT_VMM_FIRST;
+    v->st.gdt_syncs++;
+    for (u32 i = 0; i < n; i++) {
+        struct desc d;
+        if (i == 0 || vmem_read(v, v->gdtr.base + i * 8, &d, 8, ACC_SYS) != OK) {
+            vfault.pending = 0;
+            d.lo = d.hi = 0;
+        }
+        guest_copy[i] = d;
+        if ((desc_attr(d) & SEG_S) && i) {
+            vmm_gdt[i] = shadow_truncate(d, 1);
+            shadowed[i] = 1;
+        } else {
+            vmm_gdt[i].lo = vmm_gdt[i].hi = 0;
+            shadowed[i] = 0;
+        }
+    }
+    for (u32 i = n; i < nsynced; i++) {
+        vmm_gdt[i].lo = vmm_gdt[i].hi = 0;
+        shadowed[i] = 0;
+    }
+    nsynced = n;
+}
+
+/* The guest's descriptor behind a shadow entry, as of the last refresh. */
+int
+shadow_guest_desc(u16 sel, struct desc *d)
+{
+    u32 i = sel >> 3;
+    if ((sel & ERR_TI) || i >= nsynced || !shadowed[i])
+        return 0;
+    *d = guest_copy[i];
+    return 1;
+}
+
+/* Can the hardware load this register's selector from the shadow GDT? */
+int
+shadow_has(struct vcpu *v, int sreg)
+{
+    u16 sel = v->seg[sreg].sel;
+    if (v->eflags & EFLAGS_VM)
+        return 1;
+    if ((sel & ~3u) == 0)
+        return sreg != SEG_CS && sreg != SEG_SS;
+    struct desc d;
+    return shadow_guest_desc(sel, &d);
+}
+
+void
+shadow_gdt_changed(struct vcpu *v)
+{
+    (void)v;    /* first form: the next refresh reads the new table */
+}
+
+/*H:020 Cached descriptors.  Translated code runs at ring 1 with DS, ES,
+ * SS and FS loaded from these: the hidden part of each virtual segment
+ * register, truncated and made DPL 1 so ring 1 can load it.  Using the
+ * hidden part rather than the guest's table is what lets translated code
+ * run correctly with non-reversible segments.  Returns the selector to
+ * load, or 0 for a register holding a null selector. :*/
+u16
+shadow_hw_selector(struct vcpu *v, int sreg)
+{
+    struct seg *s = &v->seg[sreg];
+    if (!(s->attr & SEG_P))
+        return 0;
+    u32 attr = s->attr | SEG_S | SEG_P | STA_A;
+    if (sreg == SEG_CS) {
+        attr |= STA_R;          /* read through a CS override (bt.c) */
+    } else if (sreg == SEG_SS || s->mode != SM_PROT) {
+        attr = (attr & ~(STA_X | STA_E)) | STA_W;
+    }
+    attr = (attr & ~(3u << 5)) | (1 << 5);
+    vmm_gdt[GDT_CACHED + sreg] = shadow_truncate(desc_make(s->base, s->limit, attr), 1);
+    return SEL(GDT_CACHED + sreg, 1);
+}

@@ -1,0 +1,498 @@
+/*
+ * vmm.c -- setup, the main loop, and the execution decision.
+ *
+ * The patent's virtual machine monitor runs a guest by choosing, before
+ * every entry, between two engines: direct execution (direct.c), where
+ * the guest's own instructions run deprivileged on the CPU, and binary
+ * translation (bt.c), where they run from a translation cache after the
+ * monitor has rewritten the ones that would misbehave.  The choice is the
+ * "execution decision sub-system" of US 6,397,242, claim 1; vmm_decide()
+ * below is it.  Everything else here is plumbing: the monitor's own
+ * descriptor tables, its log on COM2, panics and the statistics report.
+ *
+ * Hardware:   SDM Vol. 3A §2.2 (Modes of Operation), §5.5 (Privilege
+ *             Levels), §6.10 (Interrupt Descriptor Table).
+ * Runs in:    VMM, ring 0, interrupts off.
+ * Read after: docs/00-overview.md; then direct.c and bt.c.
+ */
+#include "vmm.h"
+#include "multiboot.h"
+
+struct vcpu vcpu0;
+u32 opt_mem_mb = 64;
+u32 opt_log;
+
+/* The monitor's descriptor tables.  vmm_gdt's low part is the shadow GDT
+ * (shadow.c), its last sixteen entries the monitor's own. */
+struct desc vmm_gdt[NGDT] __attribute__((aligned(4096)));
+static struct desc vmm_idt[256] __attribute__((aligned(8)));
+struct tss vmm_tss __attribute__((aligned(128)));
+extern u32 trap_vectors[256];
+
+_Static_assert(offsetof(struct frame, trapno) == 48, "boot.S F_TRAPNO");
+_Static_assert(offsetof(struct frame, eip) == 56, "boot.S F_EIP");
+_Static_assert(offsetof(struct frame, cs) == 60, "boot.S F_CS");
+_Static_assert(offsetof(struct frame, eflags) == 64, "boot.S F_EFLAGS");
+_Static_assert(offsetof(struct vcpu, f) == 0, "vm_enter takes the vcpu as its frame");
+
+/* ------------------------------------------------------------------ */
+/* Small library: the freestanding monitor has no libc.               */
+
+void *
+memset(void *d, int c, unsigned n)
+{
+    u8 *p = d;
+    while (n--)
+        *p++ = c;
+    return d;
+}
+
+void *
+memcpy(void *d, const void *s, unsigned n)
+{
+    u8 *p = d;
+    const u8 *q = s;
+    while (n--)
+        *p++ = *q++;
+    return d;
+}
+
+int
+memcmp(const void *a, const void *b, unsigned n)
+{
+    const u8 *p = a, *q = b;
+    for (; n; n--, p++, q++)
+        if (*p != *q)
+            return *p - *q;
+    return 0;
+}
+
+unsigned
+strlen(const char *s)
+{
+    unsigned n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+/* A small vsnprintf: %s %c %d %u %x, with width and 0-padding. */
+int
+vsnprintf_(char *buf, int n, const char *fmt, __builtin_va_list ap)
+{
+    int o = 0;
+#define PUT(c) do { if (o < n - 1) buf[o] = (c); o++; } while (0)
+    for (; *fmt; fmt++) {
+        if (*fmt != '%') {
+            PUT(*fmt);
+            continue;
+        }
+        fmt++;
+        int zero = 0, width = 0;
+        if (*fmt == '0') {
+            zero = 1;
+            fmt++;
+        }
+        while (*fmt >= '0' && *fmt <= '9')
+            width = width * 10 + (*fmt++ - '0');
+        char tmp[16];
+        int t = 0;
+        u32 x;
+        switch (*fmt) {
+        case 's': {
+            const char *s = __builtin_va_arg(ap, const char *);
+            if (!s)
+                s = "(null)";
+            int len = strlen(s);
+            for (; len < width; width--)
+                PUT(' ');
+            while (*s)
+                PUT(*s++);
+            continue;
+        }
+        case 'c':
+            PUT((char)__builtin_va_arg(ap, int));
+            continue;
+        case 'd': {
+            int d = __builtin_va_arg(ap, int);
+            if (d < 0) {
+                PUT('-');
+                x = -d;
+            } else
+                x = d;
+            do tmp[t++] = '0' + x % 10; while (x /= 10);
+            break;
+        }
+        case 'u':
+            x = __builtin_va_arg(ap, u32);
+            do tmp[t++] = '0' + x % 10; while (x /= 10);
+            break;
+        case 'x':
+            x = __builtin_va_arg(ap, u32);
+            do tmp[t++] = "0123456789abcdef"[x & 15]; while (x >>= 4);
+            break;
+        case '%':
+            PUT('%');
+            continue;
+        default:
+            PUT('%');
+            PUT(*fmt);
+            continue;
+        }
+        for (; t < width; width--)
+            PUT(zero ? '0' : ' ');
+        while (t)
+            PUT(tmp[--t]);
+    }
+    if (n > 0)
+        buf[o < n ? o : n - 1] = 0;
+    return o;
+#undef PUT
+}
+
+void
+vcprintf(const char *fmt, __builtin_va_list ap)
+{
+    char buf[512];
+    vsnprintf_(buf, sizeof buf, fmt, ap);
+    for (char *p = buf; *p; p++)
+        log_putc(*p);
+}
+
+/* The monitor's log goes to COM2 (dev.c); COM1 belongs to the guest. */
+void
+cprintf(const char *fmt, ...)
+{
+    __builtin_va_list ap;
+    __builtin_va_start(ap, fmt);
+    vcprintf(fmt, ap);
+    __builtin_va_end(ap);
+}
+
+/* ------------------------------------------------------------------ */
+/* Stopping: the three kinds of failure of STYLE.md §7.               */
+
+
+void
+vmm_exit(int status)
+{
+    outb(0xf4, status);         /* isa-debug-exit: QEMU ends here */
+    for (;;) {
+        cli();
+        hlt();
+    }
+}
+
+void
+vcpu_dump(struct vcpu *v)
+{
+    struct frame *f = &v->f;
+    cprintf("vcpu: eip=%08x eflags=%08x cpl=%d cr0=%08x cr2=%08x cr3=%08x cr4=%08x\n",
+            v->eip, v->eflags, vcpu_cpl(v), v->cr0, v->cr2, v->cr3, v->cr4);
+    cprintf("      eax=%08x ebx=%08x ecx=%08x edx=%08x esi=%08x edi=%08x ebp=%08x esp=%08x\n",
+            f->eax, f->ebx, f->ecx, f->edx, f->esi, f->edi, f->ebp, f->esp);
+    static const char *names[NSEG] = { "es", "cs", "ss", "ds", "fs", "gs" };
+    for (int s = 0; s < NSEG; s++)
+        cprintf("      %s=%04x base=%08x limit=%08x attr=%03x%s\n", names[s],
+                v->seg[s].sel, v->seg[s].base, v->seg[s].limit, v->seg[s].attr,
+                v->seg[s].mode == SM_REAL ? " (loaded in real mode)" :
+                v->seg[s].mode == SM_V86 ? " (v86)" : "");
+    cprintf("      gdtr=%08x/%04x idtr=%08x/%04x tr=%04x ldtr=%04x\n",
+            v->gdtr.base, v->gdtr.limit, v->idtr.base, v->idtr.limit, v->tr.sel, v->ldtr.sel);
+    cprintf("      last exit: vector=%d err=%x hw eip=%08x cs=%04x eflags=%08x\n",
+            f->trapno, f->err, f->eip, f->cs, f->eflags);
+}
+
+void
+panic_at(const char *file, int line, const char *fmt, ...)
+{
+    __builtin_va_list ap;
+    cprintf("\nvmm: PANIC at %s:%d: ", file, line);
+    __builtin_va_start(ap, fmt);
+    vcprintf(fmt, ap);
+    __builtin_va_end(ap);
+    cprintf("\n");
+    vcpu_dump(&vcpu0);
+    vmm_exit(EXIT_PANIC);
+    for (;;)
+        ;
+}
+
+/* The guest did something the monitor does not support (STYLE.md §7,
+ * kind 2).  Record why; the main loop never resumes it. */
+void
+vm_stop(struct vcpu *v, const char *fmt, ...)
+{
+    static char reason[256];
+    __builtin_va_list ap;
+    if (v->stop_reason)
+        return;
+    __builtin_va_start(ap, fmt);
+    vsnprintf_(reason, sizeof reason, fmt, ap);
+    __builtin_va_end(ap);
+    v->stop_reason = reason;
+    if (!v->stop_status)
+        v->stop_status = EXIT_STOP;
+}
+
+/* A trap taken at ring 0.  The only expected one is a fault inside
+ * vm_enter, while loading the guest's segment registers or IRETing: the
+ * guest's state cannot be entered.  Report it to vm_enter's caller as a
+ * pseudo-vector.  Anything else is a monitor bug. */
+void
+vmm_monitor_trap(struct frame *tf)
+{
+    if (tf->eip >= (u32)vm_enter_start && tf->eip < (u32)vm_enter_end) {
+        vcpu0.f.trapno = T_ENTRYFAIL;
+        vcpu0.f.err = (tf->trapno << 16) | (tf->err & 0xffff);
+        return;
+    }
+    cprintf("\nvmm: trap %d err=%x at monitor eip=%08x cr2=%08x\n",
+            tf->trapno, tf->err, tf->eip, rcr2());
+    panic("unexpected trap in the monitor");
+}
+
+/* ------------------------------------------------------------------ */
+/* The monitor's own descriptor tables.                                */
+
+static void
+set_gate(int vec, u32 off, int dpl)
+{
+    vmm_idt[vec].lo = (off & 0xffff) | (KCS << 16);
+    vmm_idt[vec].hi = (off & 0xffff0000) | 0x8000 | (dpl << 13) | (STS_IG32 << 8);
+}
+
+static void
+tables_init(void)
+{
+    /* Flat ring-0 code and data for the monitor itself. */
+    vmm_gdt[GDT_VMM_CS] = desc_make(0, 0xffffffff, SEG_S | SEG_P | SEG_DB | STA_X | STA_R | STA_A);
+    vmm_gdt[GDT_VMM_DS] = desc_make(0, 0xffffffff, SEG_S | SEG_P | SEG_DB | STA_W | STA_A);
+    /* The ring-1 code segments translated code runs in (bt.c). */
+    vmm_gdt[GDT_BT_CS32] = desc_make(0, 0xffffffff,
+                                     SEG_S | SEG_P | SEG_DB | (1 << 5) | STA_X | STA_R | STA_A);
+    /* %gs in translated code: the vCPU, nothing else (ARCHITECTURE.md §4). */
+    vmm_gdt[GDT_BT_GS] = desc_make((u32)&vcpu0, sizeof(vcpu0) - 1,
+                                   SEG_S | SEG_P | SEG_DB | (1 << 5) | STA_W | STA_A);
+    /* The TSS: only SS0:ESP0 matter, the stack the CPU switches to on a
+     * trap from the guest.  No I/O bitmap (iomap past the limit), so every
+     * port access from ring 1 or 3 with IOPL 0 raises #GP. */
+    vmm_tss.ss0 = KDS;
+    vmm_tss.iomap = sizeof(vmm_tss);
+    vmm_gdt[GDT_VMM_TSS] = desc_make((u32)&vmm_tss, sizeof(vmm_tss) - 1, SEG_P | STS_T32A);
+
+    struct pseudo_desc gd = { NGDT * 8 - 1, (u32)vmm_gdt };
+    lgdt(&gd);
+    __asm__ volatile("ljmp %0, $1f\n1:\n"
+                     "mov %1, %%ds\n mov %1, %%es\n mov %1, %%ss\n"
+                     "mov %2, %%fs\n mov %2, %%gs\n"
+                     : : "i"(KCS), "r"(KDS), "r"(0));
+    ltr(KTSS);
+
+    /* Every vector enters the monitor at ring 0.  DPL 0 everywhere, so a
+     * guest `int n` at ring 3 raises #GP and the monitor emulates it
+     * against the guest's IDT; only the callout vector is open to ring 1,
+     * where translated code runs. */
+    for (int i = 0; i < 256; i++)
+        set_gate(i, trap_vectors[i], i == T_CALLOUT ? 1 : 0);
+    struct pseudo_desc id = { sizeof(vmm_idt) - 1, (u32)vmm_idt };
+    lidt(&id);
+}
+
+/* ------------------------------------------------------------------ */
+/* The execution decision.                                             */
+
+/*D:010 The execution decision.
+ *
+ * The patent's "execution decision sub-system" (US 6,397,242, claim 1)
+ * chooses direct execution (direct.c) or binary translation (bt.c) before
+ * each entry to the guest.  Direct execution is safe only if everything
+ * the guest can do behaves the same at the real CPL 3, or traps to us:
+ *  - CR0.PE = 1: real mode has no protection at all (SDM Vol. 3A §2.2,
+ *    Modes of Operation), so it is always translated.
+ *  - EFLAGS.VM = 1: virtual-8086 mode runs directly; the CPU already traps
+ *    every sensitive instruction there as long as IOPL < 3.  With IOPL 3,
+ *    CLI and STI would reach the real IF.  Deviation: that case is
+ *    translated rather than run directly.
+ *  - CPL = 3: guest kernels (CPL 0-2) always run translated.
+ *  - IOPL < CPL: otherwise CLI, STI, IN and OUT would execute on the real
+ *    hardware instead of raising #GP (SDM Vol. 2A, CLI).
+ *  - IF = 1: the real IF is 1 while the guest runs, and POPF at CPL 3
+ *    silently ignores IF rather than trapping (SDM Vol. 2B, POPF).
+ *  - NT = 0: an IRET with NT set would follow the back link of the
+ *    monitor's own TSS.  (Not in the patent's list; a state direct
+ *    execution cannot reproduce.)
+ *  - every segment register reversible (segtrack.c) and shadowed
+ *    (shadow.c): the hardware will reload each from the shadow GDT when
+ *    the guest next changes privilege or when IRET enters the guest, so
+ *    what the shadow holds must be what the guest has loaded.
+ :*/
+enum mode
+vmm_decide(struct vcpu *v)
+{
+    enum why_bt why = WHY_DIRECT;
+    int cpl = vcpu_cpl(v);
+
+    if (!(v->cr0 & CR0_PE))
+        why = WHY_REAL;
+    else if (v->eflags & EFLAGS_VM)
+        why = vcpu_iopl(v) == 3 ? WHY_V86_IOPL : WHY_DIRECT;
+    else if (cpl != 3)
+        why = WHY_CPL;
+    else if (vcpu_iopl(v) >= cpl)
+        why = WHY_IOPL;
+    else if (!(v->eflags & EFLAGS_IF))
+        why = WHY_IF;
+    else if (v->eflags & EFLAGS_NT)
+        why = WHY_NT;
+    else {
+        for (int s = 0; s < NSEG && why == WHY_DIRECT; s++) {
+            if (!segtrack_reversible(v, s))
+                why = WHY_SEG;
+            else if (!shadow_has(v, s))
+                why = WHY_UNSHADOWED;
+        }
+    }
+    enum mode m = why == WHY_DIRECT ? MODE_DIRECT : MODE_BT;
+    v->st.why[why]++;
+    if (m != v->mode) {
+        if (m == MODE_DIRECT)
+            v->st.to_direct++;
+        else
+            v->st.to_bt++;
+        if (opt_log & LOG_DECIDE)
+            cprintf("decide: %s at %04x:%08x (%s)\n", m == MODE_DIRECT ? "direct" : "translate",
+                    v->seg[SEG_CS].sel, v->eip, why_names[why]);
+    }
+    v->mode = m;
+    v->why = why;
+    return m;
+}
+
+const char *why_names[WHY_COUNT] = {
+    [WHY_DIRECT] = "direct",
+    [WHY_REAL] = "CR0.PE=0",
+    [WHY_V86_IOPL] = "v86 with IOPL=3",
+    [WHY_CPL] = "CPL!=3",
+    [WHY_IOPL] = "IOPL>=CPL",
+    [WHY_IF] = "IF=0",
+    [WHY_NT] = "NT=1",
+    [WHY_SEG] = "non-reversible segment",
+    [WHY_UNSHADOWED] = "unshadowed segment",
+    [WHY_TF_STEP] = "single step",
+};
+
+/* ------------------------------------------------------------------ */
+/* Statistics.                                                         */
+
+static const char *vector_names[32] = {
+    "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "09", "#TS", "#NP",
+    "#SS", "#GP", "#PF", "15", "#MF", "#AC", "#MC", "#XM",
+};
+extern const char *emu_names[E_COUNT];
+
+void
+vmm_stats(struct vcpu *v)
+{
+    struct stats *s = &v->st;
+    cprintf("vmm: statistics\n");
+    cprintf("stat entries direct=%u bt=%u switches to_direct=%u to_bt=%u\n",
+            s->de_entries, s->bt_entries, s->to_direct, s->to_bt);
+    cprintf("stat translations blocks=%u flushes=%u stale=%u\n", s->blocks, s->tc_flushes, s->tc_stale);
+    cprintf("stat pagefaults hidden=%u true=%u shadow_flushes=%u\n",
+            s->hidden_pf, s->true_pf, s->shadow_flushes);
+    cprintf("stat reflected=%u io_exits=%u gdt_syncs=%u\n", s->reflected, s->io_exits, s->gdt_syncs);
+    for (int i = 0; i < 256; i++)
+        if (s->traps[i])
+            cprintf("stat trap %d %s %u\n", i,
+                    i < 32 && vector_names[i] ? vector_names[i] : i == T_CALLOUT ? "callout" : "irq",
+                    s->traps[i]);
+    for (int i = 1; i < E_COUNT; i++)
+        if (s->callouts[i])
+            cprintf("stat callout %s %u\n", emu_names[i], s->callouts[i]);
+    for (int i = 0; i < WHY_COUNT; i++)
+        if (s->why[i])
+            cprintf("stat decide %s %u\n", why_names[i], s->why[i]);
+}
+
+/* ------------------------------------------------------------------ */
+/* Setup and the main loop.                                            */
+
+static void
+parse_cmdline(const char *c)
+{
+    /* Options: mem=MiB, log=decide,translate,fault,callout */
+    while (c && *c) {
+        while (*c == ' ')
+            c++;
+        if (!memcmp(c, "mem=", 4)) {
+            u32 n = 0;
+            for (c += 4; *c >= '0' && *c <= '9'; c++)
+                n = n * 10 + (*c - '0');
+            opt_mem_mb = n;
+        } else if (!memcmp(c, "log=", 4)) {
+            for (c += 4; *c && *c != ' ';) {
+                if (!memcmp(c, "decide", 6)) opt_log |= LOG_DECIDE;
+                else if (!memcmp(c, "translate", 9)) opt_log |= LOG_TRANSLATE;
+                else if (!memcmp(c, "fault", 5)) opt_log |= LOG_FAULT;
+                else if (!memcmp(c, "callout", 7)) opt_log |= LOG_CALLOUT;
+                else if (!memcmp(c, "all", 3)) opt_log = ~0u;
+                while (*c && *c != ',' && *c != ' ')
+                    c++;
+                if (*c == ',')
+                    c++;
+            }
+        }
+        while (*c && *c != ' ')
+            c++;
+    }
+}
+
+/*D:000 The main loop.  Decide, run one engine until it hands control
+ * back, repeat.  Each engine returns after it has handled one exit from
+ * the guest (direct.c) or when the guest's state may call for the other
+ * engine (bt.c); then the decision is taken again (ARCHITECTURE.md §5). :*/
+static void
+run(struct vcpu *v)
+{
+    while (!v->stop_reason) {
+        if (vmm_decide(v) == MODE_DIRECT)
+            direct_run(v);
+        else
+            bt_run(v);
+    }
+}
+
+void
+vmm_main(u32 magic, u32 mbi_pa)
+{
+    struct vcpu *v = &vcpu0;
+    dev_init();
+    cprintf("vmm: a teaching VMM after US 6,397,242\n");
+    if (magic != 0x2BADB002)
+        panic("not started by a Multiboot loader (eax=%x)", magic);
+    tables_init();
+    mmu_init();
+
+    struct mb_info *mbi = hpa_map(mbi_pa, SLOT_LOAD);
+    static struct mb_info mbcopy;
+    memcpy(&mbcopy, mbi, sizeof mbcopy);
+    static char cmdline[256];
+    if (mbcopy.flags & MB_INFO_CMDLINE) {
+        hpa_read(mbcopy.cmdline, cmdline, sizeof cmdline - 1);
+        parse_cmdline(cmdline);
+    }
+    cprintf("vmm: command line \"%s\", guest memory %u MiB\n", cmdline, opt_mem_mb);
+
+    shadow_init();
+    trace_init();
+    bt_init();
+    load_guest(v, &mbcopy);
+    if (!v->stop_reason)
+        run(v);
+
+    cprintf("vmm: guest stopped: %s\n", v->stop_reason);
+    vcpu_dump(v);
+    vmm_stats(v);
+    vmm_exit(v->stop_status ? v->stop_status : EXIT_STOP);
+}

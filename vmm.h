@@ -1,0 +1,277 @@
+/*
+ * vmm.h -- the virtual CPU and every function one file offers another.
+ *
+ * struct vcpu is the patent's "virtual processor": the guest's registers
+ * and the privileged state the guest believes it has loaded.  Prototypes
+ * are grouped by the file that defines them; the file that owns a piece
+ * of state is named where the state is declared.
+ *
+ * Runs in:    VMM, ring 0, interrupts off.
+ */
+#ifndef VMM_H
+#define VMM_H
+
+#include "x86.h"
+#include "decode.h"
+
+#define NULL ((void *)0)
+#define offsetof(t, m) __builtin_offsetof(t, m)
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+typedef u32 gpa_t;      /* guest-physical address */
+typedef u32 gva_t;      /* guest-linear address */
+typedef u32 hpa_t;      /* host-physical address */
+
+/*
+ * The trap frame.  boot.S and the CPU build it in place, inside struct
+ * vcpu, on every exit from the guest: the monitor's TSS points ESP0 just
+ * past it, so the CPU's pushes land in the last fields and boot.S pushes
+ * the rest.  Do not reorder: boot.S depends on it.
+ *
+ *     pushed by boot.S:  edi .. eax (PUSHAD order), gs fs es ds, trapno, err
+ *     pushed by the CPU: [err], eip cs eflags esp ss (SDM Vol. 3A §6.12.1,
+ *                        Exception- or Interrupt-Handler Procedures),
+ *                        then es ds fs gs when leaving virtual-8086 mode.
+ */
+struct frame {
+    u32 edi, esi, ebp, esp_pushad, ebx, edx, ecx, eax;
+    u32 gs, fs, es, ds;
+    u32 trapno, err;
+    u32 eip, cs, eflags, esp, ss;
+    u32 v86_es, v86_ds, v86_fs, v86_gs;
+};
+
+/* A segment register as the guest sees it: the visible selector and the
+ * hidden part the CPU caches at load time (SDM Vol. 3A §3.4.3, Segment
+ * Registers).  Written only by segtrack.c. */
+enum segmode { SM_PROT = 0, SM_REAL, SM_V86 };
+struct seg {
+    u16 sel;
+    u8 mode;            /* enum segmode: the CPU mode it was loaded in */
+    u8 pad;
+    u32 base, limit;    /* limit is byte-granular */
+    u32 attr;           /* see x86.h: type, S, DPL, P, AVL, D/B, G */
+};
+
+/* GDTR/IDTR as the guest loaded them. */
+struct dtr {
+    u32 base;
+    u16 limit;
+};
+
+/* Why the execution decision chose binary translation (vmm.c). */
+enum why_bt {
+    WHY_DIRECT = 0,     /* it did not: direct execution */
+    WHY_REAL,           /* CR0.PE = 0 */
+    WHY_V86_IOPL,       /* virtual-8086 with IOPL 3 */
+    WHY_CPL,            /* CPL != 3 */
+    WHY_IOPL,           /* IOPL >= CPL */
+    WHY_IF,             /* IF = 0 */
+    WHY_NT,             /* NT = 1: IRET would use the monitor's TSS */
+    WHY_SEG,            /* a segment register is non-reversible */
+    WHY_UNSHADOWED,     /* a segment register has no shadow descriptor */
+    WHY_TF_STEP,        /* single-stepping a non-IDENT case (bt.c internal) */
+    WHY_COUNT
+};
+
+enum mode { MODE_BT = 0, MODE_DIRECT = 1 };
+
+/* Event counters, printed at exit (vmm_stats) and read by `make bench`. */
+struct stats {
+    u32 traps[256];         /* exits by vector, from either engine */
+    u32 callouts[E_COUNT];  /* emulated instructions, by emulation routine */
+    u32 blocks;             /* translations made */
+    u32 tc_flushes;         /* translation-cache flushes */
+    u32 tc_stale;           /* translations found changed and redone */
+    u32 bt_entries;         /* entries into the translation cache */
+    u32 de_entries;         /* entries into direct execution */
+    u32 to_direct, to_bt;   /* switches between the engines */
+    u32 why[WHY_COUNT];     /* decisions, by reason */
+    u32 hidden_pf, true_pf; /* page faults filled silently / reflected */
+    u32 shadow_flushes;     /* shadow page tables discarded */
+    u32 reflected;          /* exceptions and interrupts delivered to the guest */
+    u32 io_exits;           /* port accesses emulated */
+    u32 gdt_syncs;          /* shadow GDT refreshes */
+};
+
+struct vcpu {
+    struct frame f;     /* GPRs (always the guest's) and the last exit's frame */
+
+    /* The guest's architectural state that the hardware does not hold
+     * while the monitor runs.  EIP and EFLAGS are the guest's own values;
+     * in translated code the hardware EIP is a translation-cache address. */
+    u32 eip;
+    u32 eflags;
+    struct seg seg[NSEG];           /* written only by segtrack.c */
+    struct seg ldtr, tr;            /* written only by segtrack.c */
+    int cpl;                        /* current privilege level; segtrack.c */
+    struct dtr gdtr, idtr;
+    u32 cr0, cr2, cr3, cr4;
+    u32 dr[8];
+    u64 efer_unused;
+
+    /* Monitor bookkeeping. */
+    enum mode mode;                 /* the last decision (vmm.c) */
+    enum why_bt why;                /* its reason */
+    int delivering;                 /* nesting of exception delivery: #DF, triple fault */
+    int halted;
+    const char *stop_reason;        /* set once by vm_stop(); the guest never runs again */
+    int stop_status;
+
+    /* Scratch for translated code, addressed through %gs (bt.c). */
+    u32 bt_scratch[4];
+
+    struct stats st;
+};
+
+/* Segment helpers. */
+static inline int vcpu_cpl(struct vcpu *v)
+{
+    return v->cpl;
+}
+static inline int vcpu_iopl(struct vcpu *v) { return (v->eflags >> EFLAGS_IOPL_SHIFT) & 3; }
+static inline int vcpu_code32(struct vcpu *v)
+{
+    return !(v->eflags & EFLAGS_VM) && (v->seg[SEG_CS].attr & SEG_DB);
+}
+
+/* Results of guest-memory and emulation helpers. */
+#define OK     0
+#define FAULT  (-1)     /* a guest exception is pending in v->fault */
+#define STOP   (-2)     /* vm_stop() was called */
+#define NOT_EMULATED 1  /* emulate_one: an ordinary instruction, to be run as it is */
+
+/* ---- vmm.c: setup, main loop, the execution decision ---- */
+extern struct vcpu vcpu0;
+enum mode vmm_decide(struct vcpu *v);
+void vm_stop(struct vcpu *v, const char *fmt, ...);
+extern const char *why_names[WHY_COUNT];
+/* Exit statuses the monitor itself chooses.  QEMU's isa-debug-exit turns
+ * a write of v into the process status (v << 1) | 1; guests use small
+ * values, so these stand apart. */
+#define EXIT_STOP     0x70      /* vm_stop: the guest did something we don't support */
+#define EXIT_TRIPLE   0x71      /* the guest triple-faulted (or asked for a reset) */
+#define EXIT_BADIMAGE 0x72      /* no guest, or a malformed one */
+#define EXIT_PANIC    0x73      /* the monitor is wrong */
+#define EXIT_HALT     0x74      /* hlt with nothing that could ever wake it */
+void vmm_exit(int status);
+void vmm_stats(struct vcpu *v);
+extern u32 opt_mem_mb;
+extern u32 opt_log;
+#define LOG_DECIDE 0x1
+#define LOG_TRANSLATE 0x2
+#define LOG_FAULT 0x4
+#define LOG_CALLOUT 0x8
+
+/* ---- boot.S: the world switch ---- */
+void vm_enter(struct frame *f);         /* returns when the guest exits */
+extern struct tss vmm_tss;
+extern struct desc vmm_gdt[NGDT];
+extern char vm_enter_iret[], vm_enter_start[], vm_enter_end[];
+
+/* ---- console.c-ish helpers live in vmm.c: the log on COM2 ---- */
+void cprintf(const char *fmt, ...);
+void vcprintf(const char *fmt, __builtin_va_list ap);
+int vsnprintf_(char *buf, int n, const char *fmt, __builtin_va_list ap);
+void panic_at(const char *file, int line, const char *fmt, ...) __attribute__((noreturn));
+#define panic(...) panic_at(__FILE__, __LINE__, __VA_ARGS__)
+#define assert(c) do { if (!(c)) panic("assertion failed: %s", #c); } while (0)
+void vcpu_dump(struct vcpu *v);
+void *memset(void *d, int c, unsigned n);
+void *memcpy(void *d, const void *s, unsigned n);
+int memcmp(const void *a, const void *b, unsigned n);
+unsigned strlen(const char *s);
+
+/* ---- mmu.c: guest memory, shadow page tables ---- */
+extern hpa_t ram_base;          /* host-physical start of guest RAM */
+extern u32 ram_size;            /* bytes */
+void mmu_init(void);
+void *hpa_map(hpa_t pa, int slot);
+#define SLOT_COPY  0
+#define SLOT_WALK  1
+#define SLOT_WALK2 2
+#define SLOT_LOAD  3
+#define NSLOTS     8
+void hpa_read(hpa_t pa, void *buf, u32 n);
+void hpa_write(hpa_t pa, const void *buf, u32 n);
+int gpa_read(gpa_t pa, void *buf, u32 n);
+int gpa_write(gpa_t pa, const void *buf, u32 n);
+#define ACC_W 1         /* write */
+#define ACC_U 2         /* the access is made at CPL 3 */
+#define ACC_X 4         /* instruction fetch */
+#define ACC_SYS 8       /* implicit supervisor access (descriptor tables, TSS) */
+int mmu_translate(struct vcpu *v, gva_t la, int acc, gpa_t *pa);
+int vmem_read(struct vcpu *v, gva_t la, void *buf, u32 n, int acc);
+int vmem_write(struct vcpu *v, gva_t la, const void *buf, u32 n, int acc);
+int mmu_page_fault(struct vcpu *v, u32 cr2, u32 err);
+void mmu_flush(struct vcpu *v);
+void mmu_invlpg(struct vcpu *v, gva_t la);
+u32 mmu_hw_cr3(struct vcpu *v);
+
+/* ---- segtrack.c: the guest's segment registers and their reversibility ---- */
+void segtrack_reset(struct vcpu *v);
+int segtrack_read_desc(struct vcpu *v, u16 sel, struct desc *d, u32 *dla);
+int segtrack_load(struct vcpu *v, int sreg, u16 sel);
+void segtrack_load_real(struct vcpu *v, int sreg, u16 sel);
+int segtrack_load_cs(struct vcpu *v, u16 sel, struct desc d, int cpl);
+void segtrack_set(struct vcpu *v, int sreg, u16 sel, struct desc d, int mode);
+void segtrack_null(struct vcpu *v, int sreg, u16 sel);
+int segtrack_reversible(struct vcpu *v, int sreg);
+void segtrack_after_direct(struct vcpu *v);
+int segtrack_set_accessed(struct vcpu *v, u16 sel);
+
+/* ---- shadow.c: shadow descriptor tables ---- */
+void shadow_init(void);
+void shadow_sync_gdt(struct vcpu *v);
+int shadow_has(struct vcpu *v, int sreg);
+int shadow_guest_desc(u16 sel, struct desc *d);
+void shadow_load_cached(struct vcpu *v, int sreg, int rpl);
+u16 shadow_hw_selector(struct vcpu *v, int sreg);
+void shadow_gdt_changed(struct vcpu *v);
+struct desc shadow_truncate(struct desc d, int ring);
+
+/* ---- trace.c: memory tracing ---- */
+void trace_init(void);
+int trace_is_traced(gpa_t pa);
+
+/* ---- emulate.c: the instruction emulator and the virtual CPU's events ---- */
+struct fault {
+    int pending;
+    u8 vector;
+    u8 has_err;
+    u32 err;
+    u32 cr2;
+};
+extern struct fault vfault;
+int raise_fault(struct vcpu *v, int vector, u32 err);
+int raise_pf(struct vcpu *v, u32 cr2, u32 err);
+int raise_gp(struct vcpu *v, u32 err);
+int emulate_one(struct vcpu *v);
+int emulate_deliver_pending(struct vcpu *v);
+int emulate_interrupt(struct vcpu *v, int vector, int soft, int has_err, u32 err, u32 next_eip);
+int emulate_fetch(struct vcpu *v, u32 eip, u8 *buf, int *avail);
+int stack_push(struct vcpu *v, u32 val, int size);
+int seg_read(struct vcpu *v, int sreg, u32 off, void *buf, u32 n);
+int seg_write(struct vcpu *v, int sreg, u32 off, const void *buf, u32 n);
+u32 *gpr(struct vcpu *v, int n);
+void emulate_deliver_debug(struct vcpu *v, u32 dr6_bits);
+
+/* ---- direct.c: the direct execution sub-system ---- */
+void direct_run(struct vcpu *v);
+
+/* ---- bt.c: the binary translation sub-system ---- */
+void bt_init(void);
+void bt_run(struct vcpu *v);
+void bt_flush(const char *why);
+
+/* ---- dev.c: virtual devices ---- */
+void dev_init(void);
+int dev_in(struct vcpu *v, u16 port, int size, u32 *val);
+int dev_out(struct vcpu *v, u16 port, int size, u32 val);
+void log_putc(char c);
+
+/* ---- load.c: the guest loaders (Multiboot ELF) ---- */
+struct mb_info;
+void load_guest(struct vcpu *v, struct mb_info *mbi);
+
+#endif /* VMM_H */
