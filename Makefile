@@ -21,7 +21,7 @@ VMM_OBJS := boot.o vmm.o load.o mmu.o segtrack.o shadow.o trace.o decode.o \
 VMM_OBJS := $(addprefix build/,$(VMM_OBJS))
 HEADERS  := vmm.h x86.h decode.h multiboot.h
 
-.PHONY: all run test bench deps clean
+.PHONY: all run test bench deps clean guest-list
 all: deps-check build/vmm.elf guests
 
 build/%.o: %.c $(HEADERS)
@@ -52,3 +52,7 @@ bench: all
 
 clean:
 	rm -rf build
+
+# For the scripts in tests/: the test guests, in order.
+guest-list:
+	@echo $(GUEST_TESTS)

@@ -119,6 +119,7 @@ vector\n:
  * a fault inside vm_enter is a guest entry failure, anything else a bug.
  */
 alltraps:
+        cld                             /* the guest's DF must not reach C code */
         pushl %ds
         pushl %es
         pushl %fs

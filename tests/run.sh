@@ -1,0 +1,68 @@
+#!/bin/sh
+# run.sh -- `make test`: the decoder unit tests, then the equivalence test
+# for every guest (bare QEMU versus under the monitor: COM1 bytes and exit
+# status must be identical), then bad input.  One PASS/FAIL line each;
+# the last line counts them.
+cd "$(dirname "$0")/.." || exit 2
+. tests/qemu.sh
+out=build/test
+rm -rf "$out"
+mkdir -p "$out"
+pass=0
+fail=0
+ok()  { echo "PASS $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1"; fail=$((fail + 1)); }
+
+# 1. The decoder, on the host, against objdump.
+if tests/decode_test.sh >"$out/decode.log" 2>&1; then
+    ok "decode ($(tail -n 1 "$out/decode.log"))"
+else
+    bad "decode"; tail -n 20 "$out/decode.log"
+fi
+
+# 2. Equivalence: each guest natively and under the monitor, side by side.
+for g in $(make -s guest-list); do
+    elf=build/guests/$g.elf
+    run_native "$out/$g.native" 60 "$elf" &
+    run_vmm "$out/$g.vmm" 120 "$elf"
+    wait
+    ns=$(cat "$out/$g.native.status") vs=$(cat "$out/$g.vmm.status")
+    if [ ! -s "$out/$g.native.com1" ]; then
+        bad "$g: no output on bare QEMU (status $ns)"
+    elif cmp -s "$out/$g.native.com1" "$out/$g.vmm.com1" && [ "$ns" = "$vs" ]; then
+        ok "$g (status $ns, $(wc -l <"$out/$g.native.com1") lines)"
+    else
+        bad "$g: native status $ns, monitor status $vs"
+        diff "$out/$g.native.com1" "$out/$g.vmm.com1" | head -n 15 | sed 's/^/    /'
+        echo "    last lines of the monitor's log:"
+        tail -n 12 "$out/$g.vmm.com2" | sed 's/^/    /'
+    fi
+done
+
+# 3. Bad input: each a one-line reason on COM2 and its own exit status.
+# EXIT_BADIMAGE is 0x72; QEMU reports (0x72 << 1) | 1 = 229.
+expect_bad() {
+    name=$1 status=$2 pattern=$3
+    got=$(cat "$out/$name.status")
+    if [ "$got" = "$status" ] && grep -q "$pattern" "$out/$name.com2"; then
+        ok "$name (status $got: $(grep "$pattern" "$out/$name.com2" | head -n 1))"
+    else
+        bad "$name: status $got, expected $status and \"$pattern\" on COM2"
+        tail -n 5 "$out/$name.com2" | sed 's/^/    /'
+    fi
+}
+timeout 30 qemu-system-i386 $QEMU_COMMON -m 256 -serial "file:$out/noguest.com1" \
+    -serial "file:$out/noguest.com2" -kernel build/vmm.elf </dev/null >/dev/null 2>&1
+echo $? >"$out/noguest.status"
+expect_bad noguest 229 "bad guest image: no guest"
+printf 'this is not a kernel\n' >"$out/notelf.bin"
+run_vmm "$out/notelf" 30 "$out/notelf.bin"
+expect_bad notelf 229 "no Multiboot header"
+head -c 9000 build/guests/hello.elf >"$out/truncated.elf"
+run_vmm "$out/truncated" 30 "$out/truncated.elf"
+expect_bad truncated 229 "lies outside"
+GUEST_MEM=100000 run_vmm "$out/hugemem" 30 build/guests/hello.elf
+expect_bad hugemem 229 "mem=100000 MiB"
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
