@@ -1491,7 +1491,7 @@ emu_cpuid(struct vcpu *v, struct insn *in, u32 next)
     cpuid(leaf, &a, &b, &c, &d);
     if (leaf == 1) {
         d &= CPUID1_EDX_VALID;
-        c = 0;
+        c &= 0x80000000;        /* only "a hypervisor is present": true both ways */
     }
     v->f.eax = a;
     v->f.ebx = b;

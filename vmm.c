@@ -346,6 +346,10 @@ vmm_decide(struct vcpu *v)
     else if (v->eflags & EFLAGS_NT)
         why = WHY_NT;
     else {
+        /* About to run directly: bring the shadow GDT up to date first,
+         * so "shadowed" means "the hardware will load what the guest's
+         * table says". */
+        shadow_sync_gdt(v);
         for (int s = 0; s < NSEG && why == WHY_DIRECT; s++) {
             if (!segtrack_reversible(v, s))
                 why = WHY_SEG;

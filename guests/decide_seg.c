@@ -107,7 +107,7 @@ static void set_rewrite(int index, uint32_t base, uint8_t access)
 static void report3(const char *name, const char *seg)
 {
     const struct trapframe *f = &user_exit_frame;
-    printf("%s: %s:0 before=0x%08x after-syscall=0x%08x after-reload=0x%08x (selector 0x%04x) gdt base now 0x%08x\n",
+    printf("%s: %s before=0x%08x after-syscall=0x%08x after-reload=0x%08x (selector 0x%04x) gdt base now 0x%08x\n",
            name, seg, f->ebx, f->ecx, f->edx, f->esi, desc_base(gdt[rewrite_index]));
 }
 
@@ -124,7 +124,7 @@ int main(uint32_t magic, struct multiboot_info *mbi)
     gdt_set(X_IDX, (uint32_t)buf_a, 0xfff, ACC_UDATA, FLG_D);
     set_rewrite(X_IDX, (uint32_t)buf_b, ACC_UDATA);
     enter_user((uint32_t)user_ds_test, (uint32_t)ustack_top, EFL_IF);
-    report3("user_ds", "ds");
+    report3("user_ds", "ds:0");
     check_eq("user_ds_before", user_exit_frame.ebx, buf_a[0]);
     check_eq("user_ds_after_syscall_cached", user_exit_frame.ecx, buf_a[0]);
     check_eq("user_ds_after_reload", user_exit_frame.edx, buf_b[0]);
@@ -133,16 +133,17 @@ int main(uint32_t magic, struct multiboot_info *mbi)
     gdt_set(XG_IDX, (uint32_t)buf_a, 0xfff, ACC_UDATA, FLG_D);
     set_rewrite(XG_IDX, (uint32_t)buf_b, ACC_UDATA);
     enter_user((uint32_t)user_gs_test, (uint32_t)ustack_top, 0);
-    report3("user_gs", "gs");
+    report3("user_gs", "gs:4");
     check_eq("user_gs_before", user_exit_frame.ebx, buf_a[1]);
     check_eq("user_gs_after_syscall_cached", user_exit_frame.ecx, buf_a[1]);
     check_eq("user_gs_after_reload", user_exit_frame.edx, buf_b[1]);
     printf("rewrite gate called %u times\n", rewrite_count);
 
     /* (b) ring 0, ES then FS. */
-    uint32_t r0, r1, r2;
+    uint32_t r0, r1, r2, sel;
     gdt_set(Y_IDX, (uint32_t)buf_a, 0xfff, ACC_KDATA, FLG_D);
     uint64_t newy = make_desc((uint32_t)buf_b, 0xfff, ACC_KDATA, FLG_D);
+    sel = Y_SEL;
     __asm__ volatile("movw %w[sel], %%es\n\t"
                      "movl %%es:8, %[r0]\n\t"
                      "movl %[lo], gdt+8*8\n\t"
@@ -153,8 +154,8 @@ int main(uint32_t magic, struct multiboot_info *mbi)
                      "movl %%es:8, %[r2]\n\t"
                      "movw $0x10, %w[sel]\n\t"
                      "movw %w[sel], %%es"
-                     : [r0] "=&r"(r0), [r1] "=&r"(r1), [r2] "=&r"(r2)
-                     : [sel] "r"((uint32_t)Y_SEL), [lo] "r"((uint32_t)newy), [hi] "r"((uint32_t)(newy >> 32))
+                     : [r0] "=&r"(r0), [r1] "=&r"(r1), [r2] "=&r"(r2), [sel] "+r"(sel)
+                     : [lo] "r"((uint32_t)newy), [hi] "r"((uint32_t)(newy >> 32))
                      : "memory");
     printf("kernel_es: es:8 before=0x%08x after-rewrite=0x%08x after-reload=0x%08x\n", r0, r1, r2);
     check_eq("kernel_es_before", r0, buf_a[2]);
@@ -163,6 +164,7 @@ int main(uint32_t magic, struct multiboot_info *mbi)
 
     gdt_set(YF_IDX, (uint32_t)buf_a, 0xfff, ACC_KDATA, FLG_D);
     newy = make_desc((uint32_t)buf_b, 0xfff, ACC_KDATA, FLG_D);
+    sel = YF_SEL;
     __asm__ volatile("movw %w[sel], %%fs\n\t"
                      "movl %%fs:12, %[r0]\n\t"
                      "movl %[lo], gdt+9*8\n\t"
@@ -173,8 +175,8 @@ int main(uint32_t magic, struct multiboot_info *mbi)
                      "movl %%fs:12, %[r2]\n\t"
                      "movw $0x10, %w[sel]\n\t"
                      "movw %w[sel], %%fs"
-                     : [r0] "=&r"(r0), [r1] "=&r"(r1), [r2] "=&r"(r2)
-                     : [sel] "r"((uint32_t)YF_SEL), [lo] "r"((uint32_t)newy), [hi] "r"((uint32_t)(newy >> 32))
+                     : [r0] "=&r"(r0), [r1] "=&r"(r1), [r2] "=&r"(r2), [sel] "+r"(sel)
+                     : [lo] "r"((uint32_t)newy), [hi] "r"((uint32_t)(newy >> 32))
                      : "memory");
     printf("kernel_fs: fs:12 before=0x%08x after-rewrite=0x%08x after-push/pop=0x%08x\n", r0, r1, r2);
     check_eq("kernel_fs_before", r0, buf_a[3]);
@@ -187,6 +189,7 @@ int main(uint32_t magic, struct multiboot_info *mbi)
     gdt_set(Y_IDX, (uint32_t)buf_a, 0xfff, ACC_KDATA, FLG_D);
     newy = make_desc((uint32_t)buf_b, 0xfff, ACC_KDATA, FLG_D);
     fault_arm(0);
+    sel = Y_SEL;
     __asm__ volatile("movw %w[sel], %%ds\n\t"
                      "movl 0, %[r0]\n\t"
                      "movl %[lo], %%ss:gdt+8*8\n\t"
@@ -197,8 +200,8 @@ int main(uint32_t magic, struct multiboot_info *mbi)
                      "1:\tmovl 0, %[r2]\n\t"
                      "movw $0x10, %w[sel]\n\t"
                      "movw %w[sel], %%ds"
-                     : [r0] "=&r"(r0), [r1] "=&r"(r1), [r2] "=&r"(r2)
-                     : [sel] "r"((uint32_t)Y_SEL), [lo] "r"((uint32_t)newy), [hi] "r"((uint32_t)(newy >> 32))
+                     : [r0] "=&r"(r0), [r1] "=&r"(r1), [r2] "=&r"(r2), [sel] "+r"(sel)
+                     : [lo] "r"((uint32_t)newy), [hi] "r"((uint32_t)(newy >> 32))
                      : "memory");
     printf("kernel_ds_trap: ds:0 before=0x%08x after-rewrite=0x%08x after-int3=0x%08x (trap vector %u)\n",
            r0, r1, r2, last_fault.vector);

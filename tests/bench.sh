@@ -1,0 +1,38 @@
+#!/bin/sh
+# bench.sh -- `make bench`: nanobenchmarks natively and under the monitor.
+#
+# Both runs use `-icount shift=0,sleep=off`: QEMU then advances its clock
+# one nanosecond per retired instruction and the guest's TSC follows it,
+# so a guest's rdtsc delta is exactly the number of instructions retired,
+# the monitor's included (ARCHITECTURE.md §8).  Instruction counts charge
+# nothing for a trap, a page walk or a TLB flush, so each row also shows
+# the monitor's own event counts per iteration (from its COM2 statistics:
+# exits by vector, callouts, translations).
+#
+# Output: one line per benchmark,
+#   bench NAME native=N vmm=N ratio=R exits=E callouts=C blocks=B
+# N are instructions per iteration; E, C, B are monitor events per iteration.
+cd "$(dirname "$0")/.." || exit 2
+. tests/qemu.sh
+out=build/bench
+mkdir -p "$out"
+QEMU_EXTRA="-icount shift=0,sleep=off"
+BENCHES=${BENCHES:-"user_loop kernel_loop syscall divzero callret cr_write in_port"}
+echo "# instructions per iteration under -icount shift=0,sleep=off; events are the monitor's, per iteration"
+for b in $BENCHES; do
+    run_native "$out/$b.native" 120 build/guests/bench.elf "$b" &
+    run_vmm "$out/$b.vmm" 300 build/guests/bench.elf "$b"
+    wait
+    awk -v name="$b" '
+        FNR == 1 { file++ }
+        file == 1 && $1 == "bench" && $2 == name { split($3, a, "="); iters = a[2]; split($4, c, "="); native = c[2] }
+        file == 2 && $1 == "bench" && $2 == name { split($4, c, "="); vmm = c[2] }
+        file == 3 && $1 == "stat" && $2 == "trap" { exits += $NF }
+        file == 3 && $1 == "stat" && $2 == "callout" { callouts += $NF }
+        file == 3 && $1 == "stat" && $2 == "translations" { split($3, t, "="); blocks = t[2] }
+        END {
+            if (!iters || native == "" || vmm == "") { printf "bench %s FAILED (see %s)\n", name, "build/bench"; exit 1 }
+            printf "bench %-12s native=%.1f vmm=%.1f ratio=%.2f exits=%.3f callouts=%.3f blocks=%.4f\n",
+                   name, native / iters, vmm / iters, vmm / native, exits / iters, callouts / iters, blocks / iters
+        }' "$out/$b.native.com1" "$out/$b.vmm.com1" "$out/$b.vmm.com2"
+done
