@@ -351,6 +351,7 @@ run_block(struct vcpu *v, struct block *b, int step)
     if (rcr3() != cr3)
         lcr3(cr3);
     v->st.bt_entries++;
+    u32 esp_hi = f->esp & 0xffff0000;
     for (;;) {
         vm_enter(f);
         v->st.traps[f->trapno & 0xff]++;
@@ -365,6 +366,11 @@ run_block(struct vcpu *v, struct block *b, int step)
         break;
     }
     v->eflags = (v->eflags & ~HW_FLAGS) | (f->eflags & HW_FLAGS);
+    /* With a 16-bit stack segment, IRET into the guest loads only SP;
+     * the upper half of ESP keeps the monitor's (SDM Vol. 2A, IRET; the
+     * reason for Linux's "espfix").  The guest's upper half is its own. */
+    if (!(v->seg[SEG_SS].attr & SEG_DB))
+        f->esp = esp_hi | (f->esp & 0xffff);
 }
 
 /* After an exit from unit b: put the guest state back at an instruction

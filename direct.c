@@ -75,6 +75,7 @@ void
 direct_run(struct vcpu *v)
 {
     struct frame *f = &v->f;
+    u32 esp_hi = f->esp & 0xffff0000;
     enter(v);
     for (;;) {
         vm_enter(f);
@@ -95,7 +96,10 @@ direct_run(struct vcpu *v)
         return;
     }
 
-    /* Take the guest's state back from the hardware. */
+    /* Take the guest's state back from the hardware.  With a 16-bit stack
+     * segment only SP is the guest's (see run_block in bt.c). */
+    if (!(v->seg[SEG_SS].attr & SEG_DB) && !(f->eflags & EFLAGS_VM))
+        f->esp = esp_hi | (f->esp & 0xffff);
     segtrack_after_direct(v);
     v->eip = f->eip;
     v->eflags = (f->eflags & ~(EFLAGS_IF | EFLAGS_IOPL | EFLAGS_RF)) |

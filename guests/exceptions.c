@@ -268,6 +268,15 @@ static uint32_t u_out(uint32_t a)
     return 0;
 }
 
+/* A fault that ends the ring-3 excursion instead of resuming in ring 3. */
+static uint32_t u_ud_exit(uint32_t a)
+{
+    (void)a;
+    fault_arm(FAULT_RESUME_KERNEL);
+    __asm__ volatile("movl $1f, fault_site\n1: ud2" ::: "memory");
+    return 0x1234;
+}
+
 static uint32_t u_read(uint32_t va)
 {
     __asm__ volatile(FAULT_ARM "1: movl (%0), %0\n2:" : "+r"(va) : : "memory");
@@ -383,6 +392,10 @@ int main(uint32_t magic, struct multiboot_info *mbi)
     check_eq("gp_ring3_cli_if_kept", efl & EFL_IF, EFL_IF);
     run_user(u_out, 0, 0);
     check_fault("gp_ring3_out_iopl0", VEC_GP, 0, fault_site, 0);
+    uint32_t r = run_user(u_ud_exit, 0, 0);
+    printf("ud_ring3_ends_excursion: run_user returned 0x%08x\n", r);
+    check_eq("ud_ring3_ends_excursion_value", r, USER_FAULTED);
+    check_fault("ud_ring3_ends_excursion", VEC_UD, 0, fault_site, 0);
     run_user(u_load_ds, SEL_NP_U, 0);
     check_fault("np_ring3_ds", VEC_NP, SEL_NP_U & ~3, fault_site, 0);
     run_user(u_int_np, 0, 0);

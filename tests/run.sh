@@ -20,6 +20,21 @@ else
     bad "decode"; tail -n 20 "$out/decode.log"
 fi
 
+# Which sides of the execution decision each guest must make the monitor
+# take (its "stat decide" lines on COM2): every condition of vmm_decide is
+# flipped by some guest, and equivalence alone would not show that.
+decisions() {
+    case $1 in
+    usermode)    echo "direct|CPL!=3" ;;
+    decide_cpl)  echo "direct|CPL!=3" ;;
+    decide_if)   echo "direct|IF=0" ;;
+    decide_iopl) echo "direct|IOPL>=CPL" ;;
+    decide_seg)  echo "direct|non-reversible segment" ;;
+    decide_v86)  echo "direct|CPL!=3" ;;
+    decide_pe)   echo "CR0.PE=0|CPL!=3" ;;
+    esac
+}
+
 # 2. Equivalence: each guest natively and under the monitor, side by side.
 for g in $(make -s guest-list); do
     elf=build/guests/$g.elf
@@ -30,7 +45,17 @@ for g in $(make -s guest-list); do
     if [ ! -s "$out/$g.native.com1" ]; then
         bad "$g: no output on bare QEMU (status $ns)"
     elif cmp -s "$out/$g.native.com1" "$out/$g.vmm.com1" && [ "$ns" = "$vs" ]; then
-        ok "$g (status $ns, $(wc -l <"$out/$g.native.com1") lines)"
+        missing=""
+        IFS='|'
+        for d in $(decisions "$g"); do
+            grep -q "^stat decide $d " "$out/$g.vmm.com2" || missing="$missing \"$d\""
+        done
+        unset IFS
+        if [ -n "$missing" ]; then
+            bad "$g: equivalent, but the decision never chose:$missing"
+        else
+            ok "$g (status $ns, $(wc -l <"$out/$g.native.com1") lines$(decisions "$g" | sed "s/^./; decided &/; s/|/ and /"))"
+        fi
     else
         bad "$g: native status $ns, monitor status $vs"
         diff "$out/$g.native.com1" "$out/$g.vmm.com1" | head -n 15 | sed 's/^/    /'

@@ -79,6 +79,7 @@ struct multiboot_module {
 /* Machine state at _start, captured by entry.S before anything changes. */
 extern uint32_t entry_eax, entry_ebx, entry_eflags, entry_cr0;
 extern uint32_t entry_cs, entry_ds, entry_es, entry_fs, entry_gs, entry_ss;
+extern uint32_t entry_esp;      /* loader-dependent: do not print */
 
 /* The guest's entry point, called by entry.S; its return value is exit()ed. */
 int main(uint32_t magic, struct multiboot_info *mbi);
