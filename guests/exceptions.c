@@ -1,7 +1,9 @@
 /*
  * exceptions -- every exception class, delivered from ring 0 and from
  * ring 3, with the vector, error code, faulting EIP (and CR2 for #PF)
- * printed and checked, then resumed.
+ * printed and checked, then resumed.  The ring-3 tests run twice: with
+ * IF=1 (the monitor can use direct execution) and with IF=0 (suffix _if0:
+ * the monitor must translate ring-3 code); the ring-3 #PF tests use IF=1.
  *
  * Tests:   #DE (div by 0), #DB (EFLAGS.TF single-stepping: each trapping
  *          EIP and DR6 read in the handler), #BP (int3: EIP after it), #OF
@@ -20,11 +22,14 @@
  *          docs/06-traps.md; precise guest EIP for faults in translated
  *          code (docs/04-bt.md); shadow page tables and guest #PF
  *          (docs/07-paging.md); the trap flag under binary translation.
- * Monitor exits expected: one exception exit per test (#DE, #DB, #BP, #OF,
- *          #UD, #GP, #NP, #SS, #PF), each reflected to the guest with the
- *          error code and EIP above; #GP exits from int $0x80 (system calls
- *          used to come back from ring 3); hidden page faults while the
- *          shadow page tables fill; COM1 port I/O callouts.
+ * Monitor exits expected: in direct execution (IF=1 ring-3 passes) one
+ *          exception exit per test (#DE, #DB, #BP, #OF, #UD, #GP, #NP, #SS,
+ *          #PF), each reflected to the guest with the error code and EIP
+ *          above; in translated code (ring 0 and the _if0 pass) the same
+ *          faults raised by the translator/emulator with the guest EIP;
+ *          #GP exits from int $0x80 (system calls used to come back from
+ *          ring 3); hidden page faults while the shadow page tables fill;
+ *          COM1 port I/O callouts.
  */
 #include "guest.h"
 
@@ -289,6 +294,72 @@ static uint32_t u_write(uint32_t va)
     return 0;
 }
 
+/* The ring-3 tests, run with IF=1 (the monitor can execute them directly)
+ * and again with IF=0 (the monitor must translate them); test names get
+ * the suffix (none, or "_if0"). */
+static const char *name_sfx;
+static const char *N(const char *base)
+{
+    static char buf[4][64];
+    static int k;
+    char *b = buf[k++ & 3];
+    snprintf(b, 64, "%s%s", base, name_sfx);
+    return b;
+}
+
+static void ring3_tests(uint32_t uefl, const char *sfx)
+{
+    uint32_t efl, r;
+    name_sfx = sfx;
+    printf("--- ring 3, eflags=0x%08x ---\n", uefl | EFL_1);
+    run_user(u_de, 0, uefl);
+    check_fault(N("de_ring3"), VEC_DE, 0, fault_site, 0);
+
+    nsteps = 0;
+    step_end = (uint32_t)db3_end;
+    efl = run_user(user_db, 0, uefl);
+    {
+        static const char *const want[] = { db3_s2, db3_s3, db3_s4, db3_s5, db3_end };
+        report_steps(N("db_ring3"), want, 5);
+    }
+    printf("%s: user eflags after=0x%08x\n", N("db_ring3"), efl);
+
+    run_user(u_bp, 0, uefl);
+    check_fault(N("bp_ring3"), VEC_BP, 0, fault_resume, 0);
+    run_user(u_of, 0, uefl);
+    check_fault(N("of_ring3"), VEC_OF, 0, fault_resume, 0);
+    run_user(u_ud, 0, uefl);
+    check_fault(N("ud_ring3"), VEC_UD, 0, fault_site, 0);
+    run_user(u_load_ds, SEL(GDT_ENTRIES, 3), uefl);
+    check_fault(N("gp_ring3_ds_past_gdt_limit"), VEC_GP, SEL(GDT_ENTRIES, 0), fault_site, 0);
+    run_user(u_load_ds, SEG_KDATA, uefl);
+    check_fault(N("gp_ring3_ds_dpl0"), VEC_GP, SEG_KDATA, fault_site, 0);
+    run_user(u_int_dpl0, 0, uefl);
+    check_fault(N("gp_ring3_int_dpl0_gate"), VEC_GP, VEC_DPL0 * 8 + 2, fault_site, 0);
+    run_user(u_hlt, 0, uefl);
+    check_fault(N("gp_ring3_hlt"), VEC_GP, 0, fault_site, 0);
+    run_user(u_mov_cr0, 0, uefl);
+    check_fault(N("gp_ring3_mov_from_cr0"), VEC_GP, 0, fault_site, 0);
+    run_user(u_lidt, 0, uefl);
+    check_fault(N("gp_ring3_lidt"), VEC_GP, 0, fault_site, 0);
+    efl = run_user(u_cli, 0, uefl | EFL_IF);
+    check_fault(N("gp_ring3_cli_iopl0"), VEC_GP, 0, fault_site, 0);
+    printf("%s: user eflags after=0x%08x\n", N("gp_ring3_cli_iopl0"), efl);
+    check_eq(N("gp_ring3_cli_if_kept"), efl & EFL_IF, EFL_IF);
+    run_user(u_out, 0, uefl);
+    check_fault(N("gp_ring3_out_iopl0"), VEC_GP, 0, fault_site, 0);
+    r = run_user(u_ud_exit, 0, uefl);
+    printf("%s: run_user returned 0x%08x\n", N("ud_ring3_ends_excursion"), r);
+    check_eq(N("ud_ring3_ends_excursion_value"), r, USER_FAULTED);
+    check_fault(N("ud_ring3_ends_excursion"), VEC_UD, 0, fault_site, 0);
+    run_user(u_load_ds, SEL_NP_U, uefl);
+    check_fault(N("np_ring3_ds"), VEC_NP, SEL_NP_U & ~3, fault_site, 0);
+    run_user(u_int_np, 0, uefl);
+    check_fault(N("np_ring3_gate"), VEC_NP, VEC_NP_U * 8 + 2, fault_site, 0);
+    run_user(u_load_ss, SEL_NPSS_U, uefl);
+    check_fault(N("ss_ring3_not_present"), VEC_SS, SEL_NPSS_U & ~3, fault_site, 0);
+}
+
 /* ------------------------------------------------------------ main */
 
 static uint8_t pf_pages[2][4096] ALIGNED(4096);
@@ -355,53 +426,8 @@ int main(uint32_t magic, struct multiboot_info *mbi)
     check_fault("ss_ring0_not_present", VEC_SS, SEL_NPSS_K, fault_site, 0);
     printf("ring0: after faults cs=0x%04x ds=0x%04x ss=0x%04x\n", READ_SEG(cs), READ_SEG(ds), READ_SEG(ss));
 
-    print("--- ring 3 ---\n");
-    run_user(u_de, 0, 0);
-    check_fault("de_ring3", VEC_DE, 0, fault_site, 0);
-
-    nsteps = 0;
-    step_end = (uint32_t)db3_end;
-    uint32_t efl = run_user(user_db, 0, 0);
-    {
-        static const char *const want[] = { db3_s2, db3_s3, db3_s4, db3_s5, db3_end };
-        report_steps("db_ring3", want, 5);
-    }
-    printf("db_ring3: user eflags after=0x%08x\n", efl);
-
-    run_user(u_bp, 0, 0);
-    check_fault("bp_ring3", VEC_BP, 0, fault_resume, 0);
-    run_user(u_of, 0, 0);
-    check_fault("of_ring3", VEC_OF, 0, fault_resume, 0);
-    run_user(u_ud, 0, 0);
-    check_fault("ud_ring3", VEC_UD, 0, fault_site, 0);
-    run_user(u_load_ds, SEL(GDT_ENTRIES, 3), 0);
-    check_fault("gp_ring3_ds_past_gdt_limit", VEC_GP, SEL(GDT_ENTRIES, 0), fault_site, 0);
-    run_user(u_load_ds, SEG_KDATA, 0);
-    check_fault("gp_ring3_ds_dpl0", VEC_GP, SEG_KDATA, fault_site, 0);
-    run_user(u_int_dpl0, 0, 0);
-    check_fault("gp_ring3_int_dpl0_gate", VEC_GP, VEC_DPL0 * 8 + 2, fault_site, 0);
-    run_user(u_hlt, 0, 0);
-    check_fault("gp_ring3_hlt", VEC_GP, 0, fault_site, 0);
-    run_user(u_mov_cr0, 0, 0);
-    check_fault("gp_ring3_mov_from_cr0", VEC_GP, 0, fault_site, 0);
-    run_user(u_lidt, 0, 0);
-    check_fault("gp_ring3_lidt", VEC_GP, 0, fault_site, 0);
-    efl = run_user(u_cli, 0, EFL_IF);
-    check_fault("gp_ring3_cli_iopl0", VEC_GP, 0, fault_site, 0);
-    printf("gp_ring3_cli_iopl0: user eflags after=0x%08x\n", efl);
-    check_eq("gp_ring3_cli_if_kept", efl & EFL_IF, EFL_IF);
-    run_user(u_out, 0, 0);
-    check_fault("gp_ring3_out_iopl0", VEC_GP, 0, fault_site, 0);
-    uint32_t r = run_user(u_ud_exit, 0, 0);
-    printf("ud_ring3_ends_excursion: run_user returned 0x%08x\n", r);
-    check_eq("ud_ring3_ends_excursion_value", r, USER_FAULTED);
-    check_fault("ud_ring3_ends_excursion", VEC_UD, 0, fault_site, 0);
-    run_user(u_load_ds, SEL_NP_U, 0);
-    check_fault("np_ring3_ds", VEC_NP, SEL_NP_U & ~3, fault_site, 0);
-    run_user(u_int_np, 0, 0);
-    check_fault("np_ring3_gate", VEC_NP, VEC_NP_U * 8 + 2, fault_site, 0);
-    run_user(u_load_ss, SEL_NPSS_U, 0);
-    check_fault("ss_ring3_not_present", VEC_SS, SEL_NPSS_U & ~3, fault_site, 0);
+    ring3_tests(EFL_IF, "");
+    ring3_tests(0, "_if0");
 
     print("--- page faults ---\n");
     uint32_t *pd = pg_new_dir();
@@ -419,15 +445,15 @@ int main(uint32_t magic, struct multiboot_info *mbi)
     check_fault("pf_ring0_write_no_pde", VEC_PF, 0x2, fault_site, VA_NOPDE + 0x234);
     k_write(VA_RO + 0x8);
     check_fault("pf_ring0_write_ro_wp1", VEC_PF, 0x3, fault_site, VA_RO + 0x8);
-    run_user(u_write, VA_RO + 0x4, 0);
+    run_user(u_write, VA_RO + 0x4, EFL_IF);
     check_fault("pf_ring3_write_ro", VEC_PF, 0x7, fault_site, VA_RO + 0x4);
-    run_user(u_read, VA_SUP + 0xffc, 0);
+    run_user(u_read, VA_SUP + 0xffc, EFL_IF);
     check_fault("pf_ring3_read_supervisor", VEC_PF, 0x5, fault_site, VA_SUP + 0xffc);
-    run_user(u_write, VA_SUP, 0);
+    run_user(u_write, VA_SUP, EFL_IF);
     check_fault("pf_ring3_write_supervisor", VEC_PF, 0x7, fault_site, VA_SUP);
-    run_user(u_read, VA_NP + 0x100, 0);
+    run_user(u_read, VA_NP + 0x100, EFL_IF);
     check_fault("pf_ring3_read_not_present", VEC_PF, 0x4, fault_site, VA_NP + 0x100);
-    uint32_t v = run_user(u_read, VA_RO, 0);
+    uint32_t v = run_user(u_read, VA_RO, EFL_IF);
     check_eq("ring3_read_ro_ok", v, 0x11);
     paging_disable();
     printf("paging off: cr0=0x%08x, faults taken=%u\n", read_cr0(), last_fault.count);

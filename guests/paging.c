@@ -216,25 +216,25 @@ int main(uint32_t magic, struct multiboot_info *mbi)
     check_fault("pf_ring0_write_no_pde", VEC_PF, 0x2, fault_site, VA_NOPDE + 0x10);
 
     /* Ring 3. */
-    v = run_user(u_plain_read, VA_RO + 0x40, 0);
+    v = run_user(u_plain_read, VA_RO + 0x40, EFL_IF);
     printf("ring3 read of user ro page: 0x%08x\n", v);
     check_eq("ring3_read_ro", v, 0x0000beef);
-    run_user(u_write, VA_RO + 0x48, 0);
+    run_user(u_write, VA_RO + 0x48, EFL_IF);
     check_fault("pf_ring3_write_ro", VEC_PF, 0x7, fault_site, VA_RO + 0x48);
-    run_user(u_read, VA_SUP + 0x100, 0);
+    run_user(u_read, VA_SUP + 0x100, EFL_IF);
     check_fault("pf_ring3_read_supervisor", VEC_PF, 0x5, fault_site, VA_SUP + 0x100);
-    run_user(u_write, VA_SUP + 0x104, 0);
+    run_user(u_write, VA_SUP + 0x104, EFL_IF);
     check_fault("pf_ring3_write_supervisor", VEC_PF, 0x7, fault_site, VA_SUP + 0x104);
-    run_user(u_read, VA_SUPPDE + 0x200, 0);
+    run_user(u_read, VA_SUPPDE + 0x200, EFL_IF);
     check_fault("pf_ring3_read_supervisor_pde", VEC_PF, 0x5, fault_site, VA_SUPPDE + 0x200);
-    v = run_user(u_read, VA_ROPDE + 0x4, 0);
+    v = run_user(u_read, VA_ROPDE + 0x4, EFL_IF);
     printf("ring3 read through ro pde: 0x%08x\n", v);
     check_eq("ring3_read_ro_pde", v, 0x30000001);
-    run_user(u_write, VA_ROPDE + 0x8, 0);
+    run_user(u_write, VA_ROPDE + 0x8, EFL_IF);
     check_fault("pf_ring3_write_ro_pde", VEC_PF, 0x7, fault_site, VA_ROPDE + 0x8);
-    run_user(u_read, VA_NP + 0x300, 0);
+    run_user(u_read, VA_NP + 0x300, EFL_IF);
     check_fault("pf_ring3_read_not_present", VEC_PF, 0x4, fault_site, VA_NP + 0x300);
-    run_user(u_write, VA_NOPDE, 0);
+    run_user(u_write, VA_NOPDE, EFL_IF);
     check_fault("pf_ring3_write_no_pde", VEC_PF, 0x6, fault_site, VA_NOPDE);
 
     show_pte("final alias1", pd1, VA_ALIAS1);

@@ -30,7 +30,9 @@ decisions() {
     decide_if)   echo "direct|IF=0" ;;
     decide_iopl) echo "direct|IOPL>=CPL" ;;
     decide_seg)  echo "direct|non-reversible segment" ;;
-    decide_v86)  echo "direct|CPL!=3" ;;
+    decide_v86)  echo "direct|v86 with IOPL=3|CPL!=3" ;;
+    exceptions)  echo "direct|IF=0|CPL!=3" ;;
+    paging)      echo "direct|CPL!=3" ;;
     decide_pe)   echo "CR0.PE=0|CPL!=3" ;;
     esac
 }
