@@ -173,6 +173,7 @@ dev_out(struct vcpu *v, u16 port, int size, u32 val)
          * QEMU exits with the guest's own status. */
         cprintf("vmm: guest wrote %x to the exit port\n", val);
         vmm_stats(v);
+        vmm_integrity();
         if (size == 1)
             outb(EXIT_PORT, val);
         else if (size == 2)

@@ -387,6 +387,33 @@ const char *why_names[WHY_COUNT] = {
 };
 
 /* ------------------------------------------------------------------ */
+/* Self-protection check.                                              */
+
+/* A checksum of what no guest may change: the monitor's code, its
+ * read-only data and its own sixteen GDT entries.  Taken at boot and
+ * compared at exit (Popek and Goldberg's resource control, checked). */
+static u32
+integrity_sum(void)
+{
+    extern char __rodata_end[];
+    u32 h = 2166136261u;                        /* FNV-1a */
+    for (const u8 *p = (const u8 *)VMM_BASE; p < (const u8 *)__rodata_end; p++)
+        h = (h ^ *p) * 16777619u;
+    for (int i = GDT_VMM_FIRST; i < GDT_CACHED; i++)
+        h = (h ^ vmm_gdt[i].lo ^ (vmm_gdt[i].hi << 1)) * 16777619u;
+    return h;
+}
+static u32 integrity_at_boot;
+
+void
+vmm_integrity(void)
+{
+    u32 now = integrity_sum();
+    cprintf("vmm: integrity %s: code, read-only data and monitor descriptors %08x (at boot %08x)\n",
+            now == integrity_at_boot ? "ok" : "VIOLATED", now, integrity_at_boot);
+}
+
+/* ------------------------------------------------------------------ */
 /* Statistics.                                                         */
 
 static const char *vector_names[32] = {
@@ -491,6 +518,7 @@ vmm_main(u32 magic, u32 mbi_pa)
     shadow_init();
     trace_init();
     bt_init();
+    integrity_at_boot = integrity_sum();
     load_guest(v, &mbcopy);
     if (!v->stop_reason)
         run(v);
@@ -498,5 +526,6 @@ vmm_main(u32 magic, u32 mbi_pa)
     cprintf("vmm: guest stopped: %s\n", v->stop_reason);
     vcpu_dump(v);
     vmm_stats(v);
+    vmm_integrity();
     vmm_exit(v->stop_status ? v->stop_status : EXIT_STOP);
 }

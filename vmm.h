@@ -156,6 +156,7 @@ extern const char *why_names[WHY_COUNT];
 #define EXIT_HALT     0x74      /* hlt with nothing that could ever wake it */
 void vmm_exit(int status);
 void vmm_stats(struct vcpu *v);
+void vmm_integrity(void);
 extern u32 opt_mem_mb;
 extern u32 opt_log;
 #define LOG_DECIDE 0x1

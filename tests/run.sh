@@ -53,6 +53,7 @@ for g in $(make -s guest-list); do
             grep -q "^stat decide $d " "$out/$g.vmm.com2" || missing="$missing \"$d\""
         done
         unset IFS
+        grep -q "^vmm: integrity ok" "$out/$g.vmm.com2" || missing="$missing (and the monitor's integrity check did not pass)"
         if [ -n "$missing" ]; then
             bad "$g: equivalent, but the decision never chose:$missing"
         else
