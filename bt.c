@@ -61,7 +61,11 @@ struct block {
     u16 toff[MAXI + 1]; /* TC offset of instruction i; [ninsn]: the callout */
     u16 tend[MAXI];     /* TC offset just past guest instruction i itself */
     s16 next;           /* hash chain */
+    u8 valid;           /* cleared when the guest writes its code (trace.c) */
+    gpa_t pa2;          /* the second page, for a lone instruction that straddles; else ~0 */
 };
+
+static void code_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);
 
 static u8 tc[TC_SIZE] __attribute__((aligned(PGSIZE)));
 static u8 tc16[TC16_SIZE] __attribute__((aligned(PGSIZE)));
@@ -78,6 +82,8 @@ bt_flush(const char *why)
         cprintf("translate: flush (%s)\n", why);
     vcpu0.st.tc_flushes++;
     tc_used = tc16_used = 0;
+    for (int i = 0; i <= MAXBLOCKS; i++)
+        blocks[i].valid = 0;
     nblocks = 0;
     for (int i = 0; i < NHASH; i++)
         hash[i] = -1;
@@ -92,6 +98,7 @@ bt_init(void)
                                      SEG_S | SEG_P | (1 << 5) | STA_X | STA_R | STA_A);
     bt_flush("init");
     vcpu0.st.tc_flushes = 0;
+    trace_register(TR_CODE, code_written);
 }
 
 static u32
@@ -238,28 +245,23 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max)
     b->gbytes = tc_used;
     memcpy(tc + tc_used, gbuf, glen);
     tc_used += glen;
+    b->valid = 1;
+    b->pa2 = ~0u;
+    trace_add(v, pa, TR_CODE);
+    if ((pa & 0xfff) + glen > PGSIZE) {
+        gpa_t pa2;
+        if (mmu_translate(v, cs_base + eip + (PGSIZE - (pa & 0xfff)), ACC_X | (v->cpl == 3 ? ACC_U : 0), &pa2) == OK) {
+            b->pa2 = pa2 & PTE_FRAME;
+            trace_add(v, pa2, TR_CODE);
+        }
+        vfault.pending = 0;
+    }
     v->st.blocks++;
     if (opt_log & LOG_TRANSLATE)
         cprintf("translate: %04x:%08x pa %08x, %d IDENT + %s, %d bytes -> tc %s+%x\n",
                 v->seg[SEG_CS].sel, eip, pa, i, b->term == TERM_EMULATE ? in.info->name : "continue",
                 glen, code32 ? "tc32" : "tc16", b->tc);
     return b;
-}
-
-/* Does the unit still match guest memory?  It covers one page, except a
- * lone first instruction that straddles two. */
-static int
-block_current(struct vcpu *v, struct block *b)
-{
-    u8 now[MAXI * 15 + 16];
-    u32 first = PGSIZE - (b->pa & 0xfff);
-    if (first >= b->glen)
-        gpa_read(b->pa, now, b->glen);
-    else if (vmem_read(v, b->cs_base + b->eip, now, b->glen, ACC_X | (v->cpl == 3 ? ACC_U : 0)) != OK) {
-        vfault.pending = 0;
-        return 0;
-    }
-    return memcmp(now, tc + b->gbytes, b->glen) == 0;
 }
 
 static void
@@ -286,13 +288,8 @@ lookup(struct vcpu *v)
     u32 h = hash_of(pa, v->eip);
     for (s16 i = hash[h]; i >= 0; i = blocks[i].next) {
         struct block *b = &blocks[i];
-        if (b->pa == pa && b->eip == v->eip && b->cs_base == cs_base && b->code32 == code32) {
-            if (block_current(v, b))
-                return b;
-            v->st.tc_stale++;
-            hash_remove(b);
-            break;
-        }
+        if (b->pa == pa && b->eip == v->eip && b->cs_base == cs_base && b->code32 == code32)
+            return b;
     }
     if (nblocks >= MAXBLOCKS || tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE)
         bt_flush("full");
@@ -303,6 +300,39 @@ lookup(struct vcpu *v)
     b->next = hash[h];
     hash[h] = b - blocks;
     return b;
+}
+
+/*B:030 Translation-cache coherency.  Every page a unit was translated
+ * from carries a TR_CODE trace (trace.c); a write that changes any of a
+ * unit's guest bytes - through any linear alias, from either engine or
+ * from the monitor itself - drops exactly the units it overlaps
+ * (US 6,704,925: trace-based conflict detection). :*/
+static int
+overlaps(gpa_t a, u32 alen, gpa_t b, u32 blen)
+{
+    return a < b + blen && b < a + alen;
+}
+
+static void
+code_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
+{
+    for (int i = 0; i <= MAXBLOCKS; i++) {
+        if (i == nblocks)
+            i = STEP_BLOCK;
+        struct block *b = &blocks[i];
+        u32 len1 = PGSIZE - (b->pa & 0xfff);
+        if (len1 > b->glen)
+            len1 = b->glen;
+        if (!b->valid || !(overlaps(b->pa, len1, pa, n) ||
+                           (b->pa2 != ~0u && overlaps(b->pa2, b->glen - len1, pa, n))))
+            continue;
+        b->valid = 0;
+        if (i != STEP_BLOCK)
+            hash_remove(b);
+        v->st.tc_invalidated++;
+        if (opt_log & LOG_TRANSLATE)
+            cprintf("translate: unit at %08x invalidated by a write to %08x\n", b->eip, pa);
+    }
 }
 
 /* The guest offset of a TC offset inside unit b: instruction i if its
@@ -355,10 +385,30 @@ run_block(struct vcpu *v, struct block *b, int step)
     for (;;) {
         vm_enter(f);
         v->st.traps[f->trapno & 0xff]++;
+        if (trace_in_flight()) {
+            /* A traced write has been carried out (trace.c).  If the
+             * single-step trap was only ours, carry on in this unit -
+             * unless the write changed the unit's own code. */
+            trace_end_write(v);
+            if (f->trapno == T_DB && !step && (rdr6() & 0x4000)) {
+                ldr6(0);
+                f->eflags &= ~EFLAGS_TF;
+                if (b->valid)
+                    continue;
+                f->trapno = T_TRACED;
+                break;
+            }
+            if (!step)
+                f->eflags &= ~EFLAGS_TF;
+        }
         if (f->trapno == T_PF) {
             int r = mmu_page_fault(v, rcr2(), f->err);
-            if (r == 1)
+            if (r == PF_HIDDEN)
                 continue;       /* hidden: resume the unit where it faulted */
+            if (r == PF_TRACED) {
+                f->eflags |= EFLAGS_TF;
+                continue;
+            }
             if (r == STOP)
                 return;
             /* true: walk() left the guest's #PF pending for exit_block */
@@ -400,6 +450,8 @@ exit_block(struct vcpu *v, struct block *b)
     v->eip = b->eip + tc_to_guest(b, off);
     if (!b->code32)
         v->eip &= 0xffff;
+    if (trap == T_TRACED)
+        return;                 /* the unit's code changed: retranslate from v->eip */
     if (trap == T_DB) {
         /* Single-stepping (bt_step): TF was set only for this unit. */
         u32 dr6 = rdr6();

@@ -77,13 +77,31 @@ direct_run(struct vcpu *v)
     struct frame *f = &v->f;
     u32 esp_hi = f->esp & 0xffff0000;
     enter(v);
+    int guest_tf = f->eflags & EFLAGS_TF;
     for (;;) {
         vm_enter(f);
         v->st.traps[f->trapno & 0xff]++;
+        if (trace_in_flight()) {
+            /* A traced write has been carried out (trace.c): report it,
+             * and if the single-step trap was only ours, go back to the
+             * main loop, since the owners may have changed what the
+             * decision depends on. */
+            trace_end_write(v);
+            f->eflags = (f->eflags & ~EFLAGS_TF) | guest_tf;
+            if (f->trapno == T_DB && !guest_tf && (rdr6() & 0x4000)) {
+                ldr6(0);
+                f->trapno = T_TRACED;
+                break;
+            }
+        }
         if (f->trapno == T_PF) {
             int r = mmu_page_fault(v, rcr2(), f->err);
-            if (r == 1)
+            if (r == PF_HIDDEN)
                 continue;
+            if (r == PF_TRACED) {
+                f->eflags |= EFLAGS_TF;
+                continue;
+            }
             if (r == STOP)
                 break;
         }
@@ -113,6 +131,8 @@ direct_run(struct vcpu *v)
      * out exactly as the CPU would at the guest's privilege; if the
      * instruction is not one it emulates, the #GP was the guest's own. :*/
     switch (f->trapno) {
+    case T_TRACED:
+        return;
     case T_GP:
         if (emulate_one(v) != NOT_EMULATED)
             return;

@@ -150,9 +150,9 @@ load_guest(struct vcpu *v, struct mb_info *mbi)
     ram_base = (top + 0x3fffff) & ~0x3fffffu;
     ram_size = opt_mem_mb << 20;
     u32 host_end = 0x100000 + mbi->mem_upper * 1024;
-    if (opt_mem_mb < 2 || opt_mem_mb > 1024 || ram_base + ram_size > host_end || ram_base + ram_size < ram_base)
-        bad_image("mem=%u MiB: between 2 and %u MiB fit in this host's memory",
-                  opt_mem_mb, host_end > ram_base ? (host_end - ram_base) >> 20 : 0);
+    if (opt_mem_mb < 2 || opt_mem_mb > MAX_GUEST_MB || ram_base + ram_size > host_end || ram_base + ram_size < ram_base)
+        bad_image("mem=%u MiB: between 2 and %u MiB fit (at most %u, and this host's memory)",
+                  opt_mem_mb, host_end > ram_base ? (host_end - ram_base) >> 20 : 0, MAX_GUEST_MB);
     cprintf("vmm: guest RAM %u MiB at host-physical %x\n", opt_mem_mb, ram_base);
 
     /* The image, and its Multiboot header in the first 8 KiB. */

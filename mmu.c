@@ -100,12 +100,29 @@ gpa_read(gpa_t pa, void *buf, u32 n)
     return OK;
 }
 
+/* The monitor's own writes fire traces too (trace.c): an emulated PUSH
+ * onto a traced page, an Accessed bit set in a traced page table. */
 int
 gpa_write(gpa_t pa, const void *buf, u32 n)
 {
     if (pa >= ram_size || n > ram_size - pa)
         return OK;
-    hpa_write(ram_base + pa, buf, n);
+    const u8 *b = buf;
+    while (n) {
+        u32 chunk = PGSIZE - (pa & 0xfff);
+        if (chunk > n)
+            chunk = n;
+        if (trace_is_traced(pa)) {
+            u8 old[PGSIZE];
+            hpa_read(ram_base + pa, old, chunk);
+            hpa_write(ram_base + pa, b, chunk);
+            if (memcmp(old, b, chunk))
+                trace_notify(&vcpu0, pa, chunk, old, b);
+        } else {
+            hpa_write(ram_base + pa, b, chunk);
+        }
+        pa += chunk, b += chunk, n -= chunk;
+    }
     return OK;
 }
 
@@ -232,6 +249,56 @@ static int npool_free;
 enum { SH_KERNEL = 0, SH_USER = 1 };
 static u32 *spd[2];             /* the two shadow page directories */
 
+/* The reverse map: for each guest frame, the shadow PTEs that map it
+ * writable, so a new trace can make them read-only (trace.c).  Entries go
+ * stale when a shadow PTE is overwritten; they are checked when used and
+ * all dropped with the pool. */
+#define RMAP_NODES 16384
+#define RMAP_NONE 0xffff
+static struct rnode {
+    u32 *spte;
+    u16 next;
+} rnodes[RMAP_NODES];
+static u16 rhead[MAX_GUEST_MB * 256];
+static int nrnodes;
+
+static void
+rmap_reset(void)
+{
+    memset(rhead, 0xff, sizeof rhead);
+    nrnodes = 0;
+}
+
+/* Returns 0 if the map is full (the caller then flushes). */
+static int
+rmap_add(gpa_t pa, u32 *spte)
+{
+    if (nrnodes == RMAP_NODES)
+        return 0;
+    u32 fn = pa >> PGSHIFT;
+    rnodes[nrnodes].spte = spte;
+    rnodes[nrnodes].next = rhead[fn];
+    rhead[fn] = nrnodes++;
+    return 1;
+}
+
+void
+mmu_write_protect(struct vcpu *v, gpa_t page)
+{
+    u32 fn = page >> PGSHIFT;
+    int changed = 0;
+    for (u16 i = rhead[fn]; i != RMAP_NONE; i = rnodes[i].next) {
+        u32 *e = rnodes[i].spte;
+        if ((*e & PTE_P) && (*e & PTE_FRAME) == ram_base + page && (*e & PTE_W)) {
+            *e &= ~PTE_W;
+            changed = 1;
+        }
+    }
+    rhead[fn] = RMAP_NONE;
+    if (changed)
+        lcr3(rcr3());
+}
+
 static u32 *
 pool_alloc(void)
 {
@@ -245,6 +312,7 @@ pool_alloc(void)
 static void
 pool_reset(void)
 {
+    rmap_reset();
     npool_free = 0;
     for (int i = POOL_PAGES - 1; i >= 2; i--)
         pool_free[npool_free++] = i;
@@ -342,13 +410,22 @@ mmu_page_fault(struct vcpu *v, u32 la, u32 hwerr)
         pd[pdi] = V2P(pt) | PTE_P | PTE_W | PTE_U;
     }
     u32 *pt = (u32 *)((pd[pdi] & PTE_FRAME) - VMM_PHYS + VMM_BASE);
+    u32 *spte = &pt[(la >> PGSHIFT) & 0x3ff];
     /* Writable in the shadow only once the guest's D bit is set, so the
-     * first write faults and sets it (SDM Vol. 3A §4.8). */
+     * first write faults and sets it (SDM Vol. 3A §4.8); never writable
+     * while the page is traced (trace.c). */
+    int traced = trace_is_traced(w.pa);
     u32 flags = PTE_P | (flavour == SH_USER ? PTE_U : 0);
-    if (w.writable && w.dirty)
+    if (w.writable && w.dirty && !traced)
         flags |= PTE_W;
-    pt[(la >> PGSHIFT) & 0x3ff] = (ram_base + (w.pa & PTE_FRAME)) | flags;
+    *spte = (ram_base + (w.pa & PTE_FRAME)) | flags;
+    if ((flags & PTE_W) && !rmap_add(w.pa, spte)) {
+        mmu_flush(v);           /* reverse map full: start again */
+        return PF_HIDDEN;
+    }
     invlpg(la);
+    if (traced && (acc & ACC_W))
+        return trace_begin_write(v, w.pa, spte, la) ? PF_TRACED : PF_HIDDEN;
     v->st.hidden_pf++;
-    return 1;
+    return PF_HIDDEN;
 }

@@ -2,38 +2,159 @@
  * trace.c -- memory tracing.
  *
  * A trace on a guest-physical page makes every shadow mapping of it
- * read-only, so that a guest write faults and the monitor can emulate it
- * and tell the trace's owner (the shadow descriptor tables, the
- * translator, the shadow page tables) which bytes changed (US 6,397,242,
- * abstract: "memory tracing"; ARCHITECTURE.md §7).
+ * read-only, so that a guest write to it faults; the monitor lets the
+ * write happen and tells the trace's owner which bytes changed, with
+ * their old and new values (US 6,397,242, abstract: "memory tracing";
+ * ARCHITECTURE.md §7).  Owners:
+ *   TR_CODE  the translator: pages it has translated code from (bt.c);
+ *   TR_PT    the shadow page tables: the guest's page tables (mmu.c);
+ *   TR_DESC  the shadow descriptor tables: the guest's GDT (shadow.c).
+ * The monitor's own writes to guest memory (emulated instructions,
+ * Accessed and Dirty bits) fire the same callbacks (gpa_write in mmu.c).
  *
- * Deviation: first form.  Nothing places traces yet; this file holds the
- * registry of traced frames that mmu.c will consult.  Until then the
- * three clients use the first forms their files describe: shadow.c
- * refreshes the shadow GDT before direct execution, bt.c compares a
- * unit's guest bytes on entry, mmu.c discards shadows on CR3 writes.
+ * How the traced write is carried out.  The digest of the original
+ * describes the monitor decoding and emulating the faulting instruction.
+ * Here the CPU carries it out itself: the faulting page is made writable
+ * for exactly one instruction (EFLAGS.TF set, so a debug trap follows
+ * it), its bytes are saved before and compared after.
+ * Deviation: "execute under trace" instead of a software emulation of
+ * the write.  It handles every instruction that can write memory - mov,
+ * push, rep movs, read-modify-write, xchg, cmpxchg8b, a write that
+ * straddles two pages - with the CPU's own results, flags included, and
+ * the owner still sees offset, old and new value.
  *
  * Hardware:   SDM Vol. 3A §4.6 (Access Rights), §4.7 (Page-Fault
- *             Exceptions).
+ *             Exceptions), §17.3.1.4 (Single-Step Exception Condition).
  * Runs in:    VMM, ring 0, interrupts off.
  * Read after: mmu.c.
  */
 #include "vmm.h"
 
-#define MAX_GUEST_FRAMES (256 * 1024)       /* 1 GiB of 4 KiB frames, one bit each */
-static u32 traced[MAX_GUEST_FRAMES / 32];          /* written only here */
+#define MAX_FRAMES (MAX_GUEST_MB * 256)
+static u8 owners[MAX_FRAMES];           /* TR_* bits per guest frame; written only here */
+static trace_fn callbacks[8];
+
+/* The write in flight: at most two pages (a write that straddles). */
+static struct pending {
+    gpa_t page;
+    u32 *spte;                          /* the shadow PTE made writable */
+    u8 old[PGSIZE];
+} pend[2];
+static int npend;
 
 void
 trace_init(void)
 {
-    memset(traced, 0, sizeof traced);
+    memset(owners, 0, sizeof owners);
+    npend = 0;
+}
+
+void
+trace_register(int owner, trace_fn fn)
+{
+    for (int b = 0; b < 8; b++)
+        if (owner == 1 << b)
+            callbacks[b] = fn;
+}
+
+int
+trace_owners(gpa_t pa)
+{
+    u32 fn = pa >> PGSHIFT;
+    return fn < MAX_FRAMES ? owners[fn] : 0;
 }
 
 int
 trace_is_traced(gpa_t pa)
 {
+    return trace_owners(pa) != 0;
+}
+
+/*T:030 Placing a trace.  The first owner of a page makes every existing
+ * writable shadow mapping of it read-only, found through mmu.c's reverse
+ * map; mappings made later are read-only from the start (mmu.c). :*/
+void
+trace_add(struct vcpu *v, gpa_t pa, int owner)
+{
     u32 fn = pa >> PGSHIFT;
-    if (fn >= MAX_GUEST_FRAMES)
-        return 0;
-    return (traced[fn / 32] >> (fn % 32)) & 1;
+    if (fn >= MAX_FRAMES)
+        return;
+    if (!owners[fn])
+        mmu_write_protect(v, pa & PTE_FRAME);
+    if (!(owners[fn] & owner))
+        v->st.traces_added++;
+    owners[fn] |= owner;
+}
+
+void
+trace_remove(gpa_t pa, int owner)
+{
+    u32 fn = pa >> PGSHIFT;
+    if (fn < MAX_FRAMES)
+        owners[fn] &= ~owner;
+}
+
+/* Tell the owners of the page at pa about a change of n bytes there. */
+void
+trace_notify(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
+{
+    int o = trace_owners(pa);
+    v->st.trace_hits++;
+    for (int b = 0; b < 8; b++)
+        if ((o & (1 << b)) && callbacks[b]) {
+            v->st.trace_by_owner[b]++;
+            callbacks[b](v, pa, n, old, new);
+        }
+}
+
+/*T:040 A guest write hit a traced page (mmu_page_fault found the guest
+ * allows it).  Save the page, make this one shadow entry writable, and
+ * ask the engine to resume the guest for exactly one instruction with
+ * TF set. :*/
+int
+trace_begin_write(struct vcpu *v, gpa_t pa, u32 *spte, gva_t la)
+{
+    if (npend == 2)
+        panic("a single instruction wrote three traced pages");
+    struct pending *p = &pend[npend++];
+    p->page = pa & PTE_FRAME;
+    p->spte = spte;
+    gpa_read(p->page, p->old, PGSIZE);
+    *spte |= PTE_W;
+    invlpg(la);
+    return 1;
+}
+
+int
+trace_in_flight(void)
+{
+    return npend;
+}
+
+/*T:050 The instruction has run (or faulted).  Put the protection back,
+ * then report every run of changed bytes to the page's owners. :*/
+void
+trace_end_write(struct vcpu *v)
+{
+    int n = npend;
+    npend = 0;
+    for (int i = 0; i < n; i++)
+        *pend[i].spte &= ~PTE_W;
+    lcr3(rcr3());
+    for (int i = 0; i < n; i++) {
+        static u8 now[PGSIZE];
+        struct pending *p = &pend[i];
+        gpa_read(p->page, now, PGSIZE);
+        for (u32 off = 0; off < PGSIZE;) {
+            if (now[off] == p->old[off]) {
+                off++;
+                continue;
+            }
+            u32 end = off;
+            while (end < PGSIZE && now[end] != p->old[end])
+                end++;
+            trace_notify(v, p->page + off, end - off, p->old + off, now + off);
+            off = end;
+        }
+    }
 }

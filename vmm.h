@@ -82,7 +82,6 @@ struct stats {
     u32 callouts[E_COUNT];  /* emulated instructions, by emulation routine */
     u32 blocks;             /* translations made */
     u32 tc_flushes;         /* translation-cache flushes */
-    u32 tc_stale;           /* translations found changed and redone */
     u32 bt_entries;         /* entries into the translation cache */
     u32 de_entries;         /* entries into direct execution */
     u32 to_direct, to_bt;   /* switches between the engines */
@@ -92,6 +91,10 @@ struct stats {
     u32 reflected;          /* exceptions and interrupts delivered to the guest */
     u32 io_exits;           /* port accesses emulated */
     u32 gdt_syncs;          /* shadow GDT refreshes */
+    u32 traces_added;       /* pages newly traced (trace.c) */
+    u32 trace_hits;         /* traced writes reported to owners */
+    u32 trace_by_owner[8];  /* ... by owner bit */
+    u32 tc_invalidated;     /* translations dropped because their code was written */
 };
 
 struct vcpu {
@@ -205,6 +208,9 @@ int mmu_translate(struct vcpu *v, gva_t la, int acc, gpa_t *pa);
 int vmem_read(struct vcpu *v, gva_t la, void *buf, u32 n, int acc);
 int vmem_write(struct vcpu *v, gva_t la, const void *buf, u32 n, int acc);
 int mmu_page_fault(struct vcpu *v, u32 cr2, u32 err);
+#define PF_HIDDEN 1     /* mmu_page_fault: filled; resume the guest */
+#define PF_TRACED 2     /* ... a traced write: resume for one instruction with TF set */
+void mmu_write_protect(struct vcpu *v, gpa_t page);
 void mmu_flush(struct vcpu *v);
 void mmu_invlpg(struct vcpu *v, gva_t la);
 u32 mmu_hw_cr3(struct vcpu *v);
@@ -232,8 +238,21 @@ void shadow_gdt_changed(struct vcpu *v);
 struct desc shadow_truncate(struct desc d, int ring);
 
 /* ---- trace.c: memory tracing ---- */
+#define MAX_GUEST_MB 240        /* guest RAM limit: trace and reverse-map tables are sized for it */
+#define TR_CODE 0x1             /* owner: the translator (bt.c) */
+#define TR_PT   0x2             /* owner: the shadow page tables (mmu.c) */
+#define TR_DESC 0x4             /* owner: the shadow descriptor tables (shadow.c) */
+typedef void (*trace_fn)(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);
 void trace_init(void);
+void trace_register(int owner, trace_fn fn);
 int trace_is_traced(gpa_t pa);
+int trace_owners(gpa_t pa);
+void trace_add(struct vcpu *v, gpa_t pa, int owner);
+void trace_remove(gpa_t pa, int owner);
+void trace_notify(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);
+int trace_begin_write(struct vcpu *v, gpa_t pa, u32 *spte, gva_t la);
+int trace_in_flight(void);
+void trace_end_write(struct vcpu *v);
 
 /* ---- emulate.c: the instruction emulator and the virtual CPU's events ---- */
 struct fault {
