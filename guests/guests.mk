@@ -13,7 +13,7 @@ _GUESTS_INCLUDED := $(filter-out $(lastword $(MAKEFILE_LIST)),$(MAKEFILE_LIST))
 
 GUEST_TESTS := hello usermode exceptions privileged paging \
                decide_cpl decide_if decide_iopl decide_seg decide_v86 decide_pe
-GUEST_ALL := $(GUEST_TESTS)
+GUEST_ALL := $(GUEST_TESTS) demo bench
 
 GUEST_CC ?= gcc
 GUEST_LD ?= ld
