@@ -20,15 +20,23 @@
  * cache's, so the instruction runs with the prefix changed to FS, and FS
  * briefly loaded with the cached descriptor of the segment it named.
  *
+ * Direct control transfers (JMP, Jcc, CALL with a relative target) are
+ * translated, not emulated: each exit of a unit first goes through an
+ * execute-once continuation, a callout that translates the target and
+ * patches the unit's jump to lead straight to the target's translation
+ * ("chaining", AA §3.2).  Chaining stays within one guest page, where a
+ * linear address names the same physical byte for both units whatever
+ * the guest's page tables say.
+ *
  * A fault in translated code is turned back into guest state at a guest
  * instruction boundary by the unit's map from TC offsets to guest
- * offsets ("precise" state, AA §5).
+ * offsets ("precise" state, AA §5).  Every page a unit comes from is
+ * traced (trace.c): a write to its code drops the unit and unchains
+ * every jump into it.
  *
- * Deviation: first form.  No chaining: every unit returns to the monitor
- * through its callout, even for a plain jump.  Coherency with
- * self-modifying code comes from comparing a unit's guest bytes with
- * guest memory each time it is entered (the "code-invariance prelude" of
- * US 6,704,925), not from write traces.
+ * Deviation: first form.  Indirect control transfers (RET, JMP and CALL
+ * through a register or memory), and every privileged or sensitive
+ * instruction, still call out to the emulator; none is emulated inline.
  *
  * Hardware:   SDM Vol. 3A §5.5 (Privilege Levels), §6.12; SDM Vol. 2
  *             §2.1.1 (Instruction Prefixes).
@@ -44,7 +52,22 @@
 #define NHASH     4096
 #define TC_SLACK  1024          /* room one unit can need, at most */
 
-enum term { TERM_EMULATE = 1, TERM_CONTINUE };
+enum term { TERM_EMULATE = 1, TERM_CONTINUE, TERM_BRANCH };
+
+/* An exit of a unit: a jump whose target is another guest address.  It
+ * first leads to its continuation stub (a callout); once chained, to the
+ * target's translation. */
+struct exit {
+    u32 target;         /* guest EIP */
+    u32 site;           /* TC offset of the jump's rel32 (rel16 in tc16); 0: no exit */
+    u32 stub;           /* TC offset of the continuation */
+    s16 chained;        /* the unit it now jumps to, or -1 */
+    s16 in_next;        /* next exit chained to the same unit (id = unit * 2 + exit) */
+};
+
+/* The callout record: four bytes after `int $T_CALLOUT` say which unit
+ * and why.  Kind 0: emulate the unit's terminator; 1, 2: exit 0 or 1. */
+#define REC(unit, kind) (((u32)(unit) << 2) | (kind))
 
 /* A translation unit, as translated.  Written only here. */
 struct block {
@@ -56,13 +79,15 @@ struct block {
     u8 term;            /* enum term */
     u8 glen;            /* guest bytes covered, terminator included */
     u32 tc;             /* offset of its code in tc[] or tc16[] */
-    u32 gbytes;         /* offset of the copy of its guest bytes in tc[] */
+    u32 tclen;
     u8 goff[MAXI + 1];  /* guest offset of instruction i; [ninsn]: the terminator or next */
-    u16 toff[MAXI + 1]; /* TC offset of instruction i; [ninsn]: the callout */
+    u16 toff[MAXI + 1]; /* TC offset of instruction i; [ninsn]: the terminator */
     u16 tend[MAXI];     /* TC offset just past guest instruction i itself */
     s16 next;           /* hash chain */
     u8 valid;           /* cleared when the guest writes its code (trace.c) */
     gpa_t pa2;          /* the second page, for a lone instruction that straddles; else ~0 */
+    struct exit exit[2];
+    s16 in_head;        /* exits of other units chained to this one */
 };
 
 static void code_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);
@@ -73,6 +98,9 @@ static u32 tc_used, tc16_used;
 static struct block blocks[MAXBLOCKS + 1];     /* the last one: single-step scratch */
 static int nblocks;
 static s16 hash[NHASH];
+static u16 order[2][MAXBLOCKS];         /* units in TC order: [0] tc16, [1] tc */
+static int norder[2];
+static u32 tc_generation;               /* bumped by every flush */
 #define STEP_BLOCK MAXBLOCKS
 
 void
@@ -85,6 +113,10 @@ bt_flush(const char *why)
     for (int i = 0; i <= MAXBLOCKS; i++)
         blocks[i].valid = 0;
     nblocks = 0;
+    norder[0] = norder[1] = 0;
+    tc_generation++;
+    for (u32 pa = 0; pa < ram_size; pa += PGSIZE)
+        trace_remove(pa, TR_CODE);
     for (int i = 0; i < NHASH; i++)
         hash[i] = -1;
 }
@@ -111,7 +143,58 @@ hash_of(gpa_t pa, u32 eip)
 
 static u8 *emit_p;
 static void emit1(u8 b) { *emit_p++ = b; }
+static void emit2(u32 w) { emit1(w); emit1(w >> 8); }
 static void emit4(u32 w) { for (int i = 0; i < 4; i++) emit1(w >> (8 * i)); }
+
+static u8 *
+cache_of(int code32)
+{
+    return code32 ? tc : tc16;
+}
+
+/* Point the jump of exit x of unit b at TC offset `to`. */
+static void
+patch_exit(struct block *b, int x, u32 to)
+{
+    u8 *p = cache_of(b->code32) + b->exit[x].site;
+    if (b->code32) {
+        u32 rel = to - (b->exit[x].site + 4);
+        p[0] = rel, p[1] = rel >> 8, p[2] = rel >> 16, p[3] = rel >> 24;
+    } else {
+        u32 rel = to - (b->exit[x].site + 2);
+        p[0] = rel, p[1] = rel >> 8;
+    }
+}
+
+/* Emit a jump (opcode bytes already emitted) to a new continuation stub
+ * for exit x; the stubs themselves follow the unit (emit_stubs). */
+static void
+emit_exit_jump(struct block *b, int x, u32 target)
+{
+    u8 *base = cache_of(b->code32);
+    b->exit[x].target = target;
+    b->exit[x].site = emit_p - base;
+    b->exit[x].chained = -1;
+    if (b->code32)
+        emit4(0);
+    else
+        emit2(0);
+}
+
+static void
+emit_stubs(struct block *b, int idx)
+{
+    u8 *base = cache_of(b->code32);
+    for (int x = 0; x < 2; x++) {
+        if (!b->exit[x].site)
+            continue;
+        b->exit[x].stub = emit_p - base;
+        patch_exit(b, x, b->exit[x].stub);
+        emit1(0xcd);
+        emit1(T_CALLOUT);
+        emit4(REC(idx, x + 1));
+    }
+}
 
 /* mov %fs, %gs:off  /  mov %gs:off, %fs, with 32-bit addressing even in
  * 16-bit code (67h prefix). */
@@ -153,6 +236,15 @@ emit_ident(struct block *b, int i, const u8 *bytes, struct insn *in, int code32)
 }
 
 /* Does this instruction have to leave translated code? */
+/* A direct branch the translator can lay out as jumps: JMP, Jcc or CALL
+ * with a relative target, at the code's own operand size. */
+static int
+is_direct_branch(struct insn *in, int code32)
+{
+    int k = in->info->emu;
+    return (k == E_JCC || k == E_JMP || k == E_CALL) && in->opsize == (code32 ? 4 : 2);
+}
+
 static int
 is_ident(struct insn *in)
 {
@@ -175,18 +267,23 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max)
     int code32 = vcpu_code32(v);
     u32 eip = v->eip, geip = eip;
     u32 cs_base = v->seg[SEG_CS].base;
-    u8 gbuf[MAXI * 15 + 16];
     u32 glen = 0;
+    u32 mask = code32 ? 0xffffffff : 0xffff;
     struct insn in;
+    int idx = b - blocks;
 
     b->pa = pa;
     b->eip = eip;
     b->cs_base = cs_base;
     b->code32 = code32;
     b->tc = code32 ? tc_used : tc16_used;
-    emit_p = code32 ? tc + tc_used : tc16 + tc16_used;
+    b->exit[0].site = b->exit[1].site = 0;
+    b->in_head = -1;
+    u8 *base = cache_of(code32);
+    emit_p = base + b->tc;
     b->term = TERM_CONTINUE;
     int i = 0;
+    const char *what = "continue";
     for (;;) {
         u8 bytes[16];
         int avail;
@@ -211,40 +308,69 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max)
         }
         if (i > 0 && (la & 0xfff) + n > PGSIZE)
             break;                              /* would straddle a page */
+        if (i == max)
+            break;
         b->goff[i] = geip - eip;
-        if (!is_ident(&in) || i == max) {
-            if (!is_ident(&in)) {
+        if (!is_ident(&in)) {
+            glen += n;
+            what = in.info->name;
+            if (max > 1 && is_direct_branch(&in, code32)) {
+                /*B:040 A direct branch becomes jumps to continuations:
+                 * Jcc to the taken exit, then JMP to the fall-through
+                 * exit; a CALL first pushes the guest's return address
+                 * (a fault there restarts the CALL). :*/
+                u32 next = (geip + n) & mask, target = (next + in.imm) & mask;
+                b->term = TERM_BRANCH;
+                b->toff[i] = emit_p - base;
+                if (in.info->emu == E_CALL) {
+                    emit1(0x68);
+                    if (code32)
+                        emit4(next);
+                    else
+                        emit2(next);
+                }
+                if (in.info->emu == E_JCC) {
+                    emit1(0x0f);
+                    emit1(0x80 | (in.op & 0xf));
+                    emit_exit_jump(b, 0, target);
+                    emit1(0xe9);
+                    emit_exit_jump(b, 1, next);
+                } else {
+                    emit1(0xe9);
+                    emit_exit_jump(b, 0, target);
+                }
+            } else {
                 b->term = TERM_EMULATE;
-                memcpy(gbuf + glen, bytes, n);
-                glen += n;
             }
             break;
         }
         emit_ident(b, i, bytes, &in, code32);
-        memcpy(gbuf + glen, bytes, n);
         glen += n;
         i++;
-        geip += n;
-        if (!code32)
-            geip &= 0xffff;
+        geip = (geip + n) & mask;
         if ((in.flags & D_ENDS) || ((cs_base + geip) & 0xfff) == 0)
             break;
     }
     b->ninsn = i;
-    b->goff[i] = geip - eip;
-    u8 *base = code32 ? tc + b->tc : tc16 + b->tc;
-    b->toff[i] = emit_p - base;
-    emit1(0xcd);                /* int $T_CALLOUT */
-    emit1(T_CALLOUT);
+    if (b->term != TERM_BRANCH)
+        b->goff[i] = geip - eip;
+    if (b->term == TERM_EMULATE) {
+        b->toff[i] = emit_p - base;
+        emit1(0xcd);                    /* int $T_CALLOUT */
+        emit1(T_CALLOUT);
+        emit4(REC(idx, 0));
+    } else if (b->term == TERM_CONTINUE) {
+        b->toff[i] = emit_p - base;
+        emit1(0xe9);
+        emit_exit_jump(b, 0, geip);
+    }
+    emit_stubs(b, idx);
+    b->tclen = emit_p - (base + b->tc);
     if (code32)
         tc_used = emit_p - tc;
     else
         tc16_used = emit_p - tc16;
-    /* Keep the guest bytes, to notice if the guest rewrites them. */
     b->glen = glen;
-    b->gbytes = tc_used;
-    memcpy(tc + tc_used, gbuf, glen);
-    tc_used += glen;
     b->valid = 1;
     b->pa2 = ~0u;
     trace_add(v, pa, TR_CODE);
@@ -258,9 +384,8 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max)
     }
     v->st.blocks++;
     if (opt_log & LOG_TRANSLATE)
-        cprintf("translate: %04x:%08x pa %08x, %d IDENT + %s, %d bytes -> tc %s+%x\n",
-                v->seg[SEG_CS].sel, eip, pa, i, b->term == TERM_EMULATE ? in.info->name : "continue",
-                glen, code32 ? "tc32" : "tc16", b->tc);
+        cprintf("translate: %04x:%08x pa %08x, %d IDENT + %s, %d bytes -> %s+%x\n",
+                v->seg[SEG_CS].sel, eip, pa, i, what, glen, code32 ? "tc32" : "tc16", b->tc);
     return b;
 }
 
@@ -299,7 +424,75 @@ lookup(struct vcpu *v)
     nblocks++;
     b->next = hash[h];
     hash[h] = b - blocks;
+    order[b->code32][norder[b->code32]++] = b - blocks;
     return b;
+}
+
+/* The unit whose translation holds TC offset `off` of cache `code32`. */
+static struct block *
+find_block(int code32, u32 off)
+{
+    struct block *s = &blocks[STEP_BLOCK];
+    if (s->valid && s->code32 == code32 && off >= s->tc && off < s->tc + s->tclen)
+        return s;
+    int lo = 0, hi = norder[code32] - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (blocks[order[code32][mid]].tc <= off)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    if (hi < 0)
+        return NULL;
+    struct block *b = &blocks[order[code32][lo]];
+    return off >= b->tc && off < b->tc + b->tclen ? b : NULL;
+}
+
+/* Undo every chained jump into unit b: each goes back to its stub. */
+static void
+unchain_into(struct block *b)
+{
+    int idx = b - blocks;
+    for (s16 e = b->in_head; e >= 0;) {
+        struct block *src = &blocks[e >> 1];
+        int x = e & 1;
+        s16 next = src->exit[x].in_next;
+        if (src->exit[x].chained == idx) {
+            patch_exit(src, x, src->exit[x].stub);
+            src->exit[x].chained = -1;
+        }
+        e = next;
+    }
+    b->in_head = -1;
+}
+
+/*C:010 Chaining.  Exit x of unit src has just run its continuation:
+ * v->eip is its target.  If the target lies in the same guest page as
+ * src, translate it (if need be) and patch src's jump to go straight
+ * there next time.  Across pages the continuation stays: the guest's page
+ * tables may map the next page elsewhere by the time the jump runs again
+ * (the reason QEMU's tb_find will not chain across pages either). :*/
+static void
+chain(struct vcpu *v, struct block *src, int x)
+{
+    u32 gen = tc_generation;
+    if (src == &blocks[STEP_BLOCK] || src->pa2 != ~0u ||
+        ((src->cs_base + src->eip) >> PGSHIFT) != ((v->seg[SEG_CS].base + v->eip) >> PGSHIFT) ||
+        src->cs_base != v->seg[SEG_CS].base || src->code32 != vcpu_code32(v))
+        return;
+    struct block *t = lookup(v);
+    if (!t) {
+        vfault.pending = 0;     /* the main loop looks it up again and delivers it */
+        return;
+    }
+    if (gen != tc_generation || !src->valid || t->pa2 != ~0u || t->code32 != src->code32)
+        return;
+    patch_exit(src, x, t->tc);
+    src->exit[x].chained = t - blocks;
+    src->exit[x].in_next = t->in_head;
+    t->in_head = (src - blocks) * 2 + x;
+    v->st.chained++;
 }
 
 /*B:030 Translation-cache coherency.  Every page a unit was translated
@@ -329,6 +522,7 @@ code_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
         b->valid = 0;
         if (i != STEP_BLOCK)
             hash_remove(b);
+        unchain_into(b);
         v->st.tc_invalidated++;
         if (opt_log & LOG_TRANSLATE)
             cprintf("translate: unit at %08x invalidated by a write to %08x\n", b->eip, pa);
@@ -393,7 +587,8 @@ run_block(struct vcpu *v, struct block *b, int step)
             if (f->trapno == T_DB && !step && (rdr6() & 0x4000)) {
                 ldr6(0);
                 f->eflags &= ~EFLAGS_TF;
-                if (b->valid)
+                struct block *cur = find_block(b->code32, f->eip);
+                if (cur && cur->valid)
                     continue;
                 f->trapno = T_TRACED;
                 break;
@@ -423,14 +618,15 @@ run_block(struct vcpu *v, struct block *b, int step)
         f->esp = esp_hi | (f->esp & 0xffff);
 }
 
-/* After an exit from unit b: put the guest state back at an instruction
- * boundary and handle what made it exit. */
+/* After an exit from translated code that was entered at unit b (and
+ * may have run on through chained units): put the guest state back at an
+ * instruction boundary and handle what made it exit. */
 static void
-exit_block(struct vcpu *v, struct block *b)
+exit_block(struct vcpu *v, struct block *entered)
 {
     struct frame *f = &v->f;
-    u32 base = b->code32 ? (u32)tc + b->tc : b->tc;
-    u32 off = f->eip - base;
+    int code32 = entered->code32;
+    u32 off = code32 ? f->eip - (u32)tc : f->eip;
     u32 trap = f->trapno;
 
     if (trap == T_ENTRYFAIL) {
@@ -438,18 +634,24 @@ exit_block(struct vcpu *v, struct block *b)
         return;
     }
     if (trap == T_CALLOUT) {
-        v->eip = b->eip + b->goff[b->ninsn];
-        if (!b->code32)
-            v->eip &= 0xffff;
-        if (b->term == TERM_EMULATE && emulate_one(v) == NOT_EMULATED) {
-            /* The guest rewrote the instruction since it was translated;
-             * the next lookup retranslates it. */
+        u8 *r = cache_of(code32) + off;
+        u32 rec = r[0] | (r[1] << 8) | (r[2] << 16) | ((u32)r[3] << 24);
+        struct block *b = &blocks[rec >> 2];
+        int kind = rec & 3;
+        v->st.callout_exits++;
+        if (kind == 0) {
+            v->eip = (b->eip + b->goff[b->ninsn]) & (code32 ? ~0u : 0xffff);
+            emulate_one(v);     /* NOT_EMULATED: rewritten since; retranslated next */
+        } else {
+            v->eip = b->exit[kind - 1].target;
+            chain(v, b, kind - 1);
         }
         return;
     }
-    v->eip = b->eip + tc_to_guest(b, off);
-    if (!b->code32)
-        v->eip &= 0xffff;
+    struct block *b = find_block(code32, off);
+    if (!b)
+        panic("exit %d at TC offset %x belongs to no unit", trap, off);
+    v->eip = (b->eip + tc_to_guest(b, off - b->tc)) & (code32 ? ~0u : 0xffff);
     if (trap == T_TRACED)
         return;                 /* the unit's code changed: retranslate from v->eip */
     if (trap == T_DB) {

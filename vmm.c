@@ -429,7 +429,8 @@ vmm_stats(struct vcpu *v)
     cprintf("vmm: statistics\n");
     cprintf("stat entries direct=%u bt=%u switches to_direct=%u to_bt=%u\n",
             s->de_entries, s->bt_entries, s->to_direct, s->to_bt);
-    cprintf("stat translations blocks=%u flushes=%u invalidated=%u\n", s->blocks, s->tc_flushes, s->tc_invalidated);
+    cprintf("stat translations blocks=%u flushes=%u invalidated=%u chained=%u callout_exits=%u\n",
+            s->blocks, s->tc_flushes, s->tc_invalidated, s->chained, s->callout_exits);
     cprintf("stat traces added=%u hits=%u code=%u pt=%u desc=%u\n", s->traces_added, s->trace_hits,
             s->trace_by_owner[0], s->trace_by_owner[1], s->trace_by_owner[2]);
     cprintf("stat pagefaults hidden=%u true=%u shadow_flushes=%u\n",

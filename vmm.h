@@ -95,6 +95,8 @@ struct stats {
     u32 trace_hits;         /* traced writes reported to owners */
     u32 trace_by_owner[8];  /* ... by owner bit */
     u32 tc_invalidated;     /* translations dropped because their code was written */
+    u32 chained;            /* jumps patched to lead straight to their target */
+    u32 callout_exits;      /* exits from translated code through a callout */
 };
 
 struct vcpu {
