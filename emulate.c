@@ -1363,14 +1363,18 @@ emu_invd(struct vcpu *v, struct insn *in, u32 next)
     return OK;
 }
 
-/* The CR4 bits this virtual CPU has (its CPUID shows fpu tsc cx8 cmov):
- * setting any other raises #GP(0), as on a CPU without the feature. */
-#define CR4_VALID (CR4_TSD | CR4_PCE)
+/* The CR4 bits a guest may set: the ones QEMU accepts on this CPU model
+ * whatever its CPUID says (the rest raise #GP(0)).  Of those, PAE paging,
+ * VME and PVI are not virtualized: a guest that relies on them is
+ * stopped (vmm_decide, emu_mov_cr). */
+#define CR4_VALID (CR4_VME | CR4_PVI | CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_MCE | \
+                   CR4_PGE | CR4_PCE | 0x200 | 0x400)
 
 /*E:060 MOV to and from control registers.  The guest's CR0, CR3 and CR4
- * are virtual: the real ones belong to the monitor.  Changes that alter
- * what guest addresses mean (PG, WP, PE, CR3) discard the shadow page
- * tables (mmu.c), which is the first form of keeping them coherent. :*/
+ * are virtual: the real ones belong to the monitor.  A CR3 write only
+ * selects another cached shadow directory (mmu.c); changes to how every
+ * address is translated (CR0.PG, WP, PE; CR4.PSE, PAE) discard all
+ * shadows. :*/
 static int
 emu_mov_cr(struct vcpu *v, struct insn *in, u32 next)
 {
@@ -1402,13 +1406,18 @@ emu_mov_cr(struct vcpu *v, struct insn *in, u32 next)
         break;
     case 3:
         v->cr3 = val;
-        mmu_flush(v);
         break;
     case 4:
         if (val & ~CR4_VALID)
             return raise_gp(v, 0);
+        if ((val ^ v->cr4) & (CR4_PSE | CR4_PAE | CR4_PGE))
+            mmu_flush(v);
         v->cr4 = val;
         break;
+    }
+    if ((v->cr0 & CR0_PG) && (v->cr4 & CR4_PAE)) {
+        vm_stop(v, "PAE paging at %08x: the monitor shadows 32-bit paging only", v->eip);
+        return STOP;
     }
     v->eip = next;
     return OK;
@@ -1422,6 +1431,8 @@ emu_mov_dr(struct vcpu *v, struct insn *in, u32 next)
     int dr = in->reg;
     if (need_cpl0(v) != OK)
         return FAULT;
+    if ((dr == 4 || dr == 5) && (v->cr4 & CR4_DE))
+        return raise_fault(v, T_UD, 0);
     if (dr == 4 || dr == 5)
         dr += 2;
     if (in->op == 0x21) {

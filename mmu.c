@@ -145,7 +145,9 @@ gpa_write32(gpa_t pa, u32 v)
 struct walk {
     gpa_t pa;
     int writable;       /* may this access's privilege write the page? */
-    int dirty;          /* the guest PTE's D bit, after this access */
+    int dirty;          /* the guest's D bit, after this access */
+    u32 pde;            /* the guest PDE used (after A/D updates) */
+    int big;            /* a 4 MiB page (CR4.PSE and PDE.PS) */
 };
 
 /*T:010 Walking the guest's page tables, as the CPU would: the same
@@ -160,16 +162,33 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
     int write = acc & ACC_W;
     u32 err = (write ? PFE_W : 0) | (user ? PFE_U : 0);
 
+    w->big = 0;
     if (!(v->cr0 & CR0_PG)) {
         w->pa = la;
         w->writable = 1;
         w->dirty = 1;
+        w->pde = PTE_P | PTE_W | PTE_U;
         return OK;
     }
     gpa_t pdea = (v->cr3 & PTE_FRAME) + (la >> PDXSHIFT) * 4;
     u32 pde = gpa_read32(pdea);
     if (!(pde & PTE_P))
         return raise_pf(v, la, err);
+    if ((pde & PTE_PS) && (v->cr4 & CR4_PSE)) {
+        /* A 4 MiB page: the PDE alone decides, and holds A and D. */
+        int may_write = user ? (pde & PTE_W) : ((pde & PTE_W) || !(v->cr0 & CR0_WP));
+        if ((user && !(pde & PTE_U)) || (write && !may_write))
+            return raise_pf(v, la, err | PFE_P);
+        u32 npde = pde | PTE_A | (write ? PTE_D : 0);
+        if (npde != pde)
+            gpa_write32(pdea, npde);
+        w->pa = (pde & 0xffc00000) | (la & 0x3fffff);
+        w->writable = may_write;
+        w->dirty = !!(npde & PTE_D);
+        w->pde = npde;
+        w->big = 1;
+        return OK;
+    }
     if (!(pde & PTE_A))
         gpa_write32(pdea, pde |= PTE_A);
     gpa_t ptea = (pde & PTE_FRAME) + ((la >> PGSHIFT) & 0x3ff) * 4;
@@ -186,6 +205,7 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
     w->pa = (pte & PTE_FRAME) | (la & 0xfff);
     w->writable = may_write;
     w->dirty = !!(npte & PTE_D);
+    w->pde = pde;
     return OK;
 }
 
@@ -241,13 +261,39 @@ vmem_write(struct vcpu *v, gva_t la, const void *buf, u32 n, int acc)
 
 /* ---- Shadow page tables ---- */
 
-#define POOL_PAGES 256
+/*T:060 The shadow page tables are a cache, kept across guest CR3
+ * switches (ARCHITECTURE.md §7).  Each pool page shadows one thing:
+ *   SP_PD   a guest page directory (keyed by its frame), one per flavour;
+ *   SP_PT   a guest page table (keyed by its frame and the permission
+ *           bits of the PDE that leads to it), shared by every shadow
+ *           directory whose guest PDE points at it;
+ *   SP_BIG  a 4 MiB guest page, or a 4 MiB stretch with paging off.
+ * Every guest page that a SP_PD or SP_PT shadows carries a TR_PT trace:
+ * a guest write to a PDE or PTE zaps the shadow entries made from it,
+ * and the next access refills them (the hidden fault). :*/
+#define POOL_PAGES 320
 static u32 pool[POOL_PAGES][1024] __attribute__((aligned(PGSIZE)));
-static u16 pool_free[POOL_PAGES];
-static int npool_free;
+enum { SP_FREE = 0, SP_PD, SP_PT, SP_BIG };
+static struct spage {
+    u32 key;            /* guest frame (| PDE U/W bits for SP_PT and SP_BIG) */
+    u8 kind, flavour;
+    s16 hnext;
+} sp[POOL_PAGES];
+#define SP_NHASH 128
+static s16 sp_hash[SP_NHASH];
+static s16 sp_free[POOL_PAGES];
+static int nsp_free;
 
 enum { SH_KERNEL = 0, SH_USER = 1 };
-static u32 *spd[2];             /* the two shadow page directories */
+#define KEY_NOPAGING 0xfffff000     /* SP_PD key when the guest has paging off */
+static s16 cur_pd[2] = { -1, -1 };  /* shadow directory for the guest's CR3, by flavour */
+static u32 cur_key[2];
+
+static u32
+sp_hashof(u32 key, int kind, int flavour)
+{
+    return ((key >> 12) ^ (key & 0xfff) ^ (kind << 3) ^ flavour) % SP_NHASH;
+}
 
 /* The reverse map: for each guest frame, the shadow PTEs that map it
  * writable, so a new trace can make them read-only (trace.c).  Entries go
@@ -299,31 +345,63 @@ mmu_write_protect(struct vcpu *v, gpa_t page)
         lcr3(rcr3());
 }
 
-static u32 *
-pool_alloc(void)
-{
-    if (!npool_free)
-        return NULL;
-    u32 *p = pool[pool_free[--npool_free]];
-    memset(p, 0, PGSIZE);
-    return p;
-}
-
 static void
 pool_reset(void)
 {
     rmap_reset();
-    npool_free = 0;
-    for (int i = POOL_PAGES - 1; i >= 2; i--)
-        pool_free[npool_free++] = i;
-    spd[SH_KERNEL] = pool[0];
-    spd[SH_USER] = pool[1];
-    for (int s = 0; s < 2; s++) {
-        memset(spd[s], 0, PGSIZE);
+    for (int i = 0; i < SP_NHASH; i++)
+        sp_hash[i] = -1;
+    nsp_free = 0;
+    for (int i = POOL_PAGES - 1; i >= 0; i--) {
+        sp[i].kind = SP_FREE;
+        sp_free[nsp_free++] = i;
+    }
+    cur_pd[0] = cur_pd[1] = -1;
+}
+
+/* Find the shadow of (key, kind, flavour), or make an empty one.  -1 if
+ * the pool is exhausted. */
+static int
+sp_get(struct vcpu *v, u32 key, int kind, int flavour)
+{
+    u32 h = sp_hashof(key, kind, flavour);
+    for (s16 i = sp_hash[h]; i >= 0; i = sp[i].hnext)
+        if (sp[i].key == key && sp[i].kind == kind && sp[i].flavour == flavour)
+            return i;
+    if (!nsp_free)
+        return -1;
+    int i = sp_free[--nsp_free];
+    sp[i].key = key;
+    sp[i].kind = kind;
+    sp[i].flavour = flavour;
+    sp[i].hnext = sp_hash[h];
+    sp_hash[h] = i;
+    memset(pool[i], 0, PGSIZE);
+    if (kind == SP_PD)
         /* The monitor's 4 MiB: the same page table, supervisor-only, in
          * every address space the hardware ever uses. */
-        spd[s][VMM_BASE >> PDXSHIFT] = V2P(vmm_pt) | PTE_P | PTE_W;
+        pool[i][VMM_BASE >> PDXSHIFT] = V2P(vmm_pt) | PTE_P | PTE_W;
+    if ((kind == SP_PD && key != KEY_NOPAGING) || kind == SP_PT)
+        trace_add(v, key & PTE_FRAME, TR_PT);
+    return i;
+}
+
+/* A guest write to a page the shadows are made from: zap the shadow
+ * entries made from the entries it changed. */
+static void
+pt_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
+{
+    gpa_t page = pa & PTE_FRAME;
+    u32 first = (pa & 0xfff) / 4, last = ((pa & 0xfff) + n - 1) / 4;
+    for (int i = 0; i < POOL_PAGES; i++) {
+        if ((sp[i].kind != SP_PD && sp[i].kind != SP_PT) || (sp[i].key & PTE_FRAME) != page ||
+            (sp[i].kind == SP_PD && sp[i].key == KEY_NOPAGING))
+            continue;
+        for (u32 e = first; e <= last; e++)
+            if (!(sp[i].kind == SP_PD && e == (VMM_BASE >> PDXSHIFT)))
+                pool[i][e] = 0;
     }
+    lcr3(rcr3());
 }
 
 void
@@ -338,45 +416,67 @@ mmu_init(void)
     for (int i = 0; i < NSLOTS; i++)
         vmm_pt[1024 - NSLOTS + i] = 0;
     pool_reset();
-    lcr3(V2P(spd[SH_KERNEL]));
+    trace_register(TR_PT, pt_written);
 }
 
-/* Discard both shadows. */
+/* Discard every shadow.  The hardware first moves to boot.S's directory,
+ * which maps only the monitor, so no live directory is reused. */
 void
 mmu_flush(struct vcpu *v)
 {
     v->st.shadow_flushes++;
+    lcr3(V2P(boot_pd));
+    for (int i = 0; i < POOL_PAGES; i++)
+        if (sp[i].kind == SP_PD || sp[i].kind == SP_PT)
+            trace_remove(sp[i].key & PTE_FRAME, TR_PT);
     pool_reset();
-    lcr3(rcr3());
+}
+
+/* The shadow directory for the guest's current CR3 and privilege. */
+static int
+current_pd(struct vcpu *v, int flavour)
+{
+    u32 key = (v->cr0 & CR0_PG) ? v->cr3 & PTE_FRAME : KEY_NOPAGING;
+    if (cur_pd[flavour] >= 0 && cur_key[flavour] == key)
+        return cur_pd[flavour];
+    int i = sp_get(v, key, SP_PD, flavour);
+    if (i < 0) {
+        mmu_flush(v);
+        i = sp_get(v, key, SP_PD, flavour);
+    }
+    cur_pd[flavour] = i;
+    cur_key[flavour] = key;
+    return i;
+}
+
+u32
+mmu_hw_cr3(struct vcpu *v)
+{
+    return V2P(pool[current_pd(v, vcpu_cpl(v) == 3 ? SH_USER : SH_KERNEL)]);
 }
 
 void
 mmu_invlpg(struct vcpu *v, gva_t la)
 {
-    (void)v;
-    for (int s = 0; s < 2; s++) {
-        u32 pde = spd[s][la >> PDXSHIFT];
-        if ((pde & PTE_P) && (la >> PDXSHIFT) != (VMM_BASE >> PDXSHIFT)) {
-            u32 *pt = (u32 *)((pde & PTE_FRAME) - VMM_PHYS + VMM_BASE);
-            pt[(la >> PGSHIFT) & 0x3ff] = 0;
+    if (la < VMM_BASE)
+        for (int f = 0; f < 2; f++) {
+            if (cur_pd[f] < 0)
+                continue;
+            u32 pde = pool[cur_pd[f]][la >> PDXSHIFT];
+            if (pde & PTE_P) {
+                u32 *pt = (u32 *)((pde & PTE_FRAME) - VMM_PHYS + VMM_BASE);
+                pt[(la >> PGSHIFT) & 0x3ff] = 0;
+            }
         }
-    }
     invlpg(la);
-}
-
-/* The host-physical address of the shadow directory for the guest's
- * current privilege. */
-u32
-mmu_hw_cr3(struct vcpu *v)
-{
-    return V2P(spd[vcpu_cpl(v) == 3 ? SH_USER : SH_KERNEL]);
 }
 
 /*T:020 A page fault from the guest.  Either the shadow simply lacks the
  * entry (a hidden fault: walk the guest's tables, fill the shadow, resume
  * the guest as if nothing happened) or the guest's own tables forbid the
- * access (a true fault: reflect it).  Returns 1 for hidden, 0 for true
- * (with the #PF pending in vfault), STOP if the monitor cannot go on. :*/
+ * access (a true fault: reflect it).  Returns PF_HIDDEN, PF_TRACED (a
+ * write to a traced page: trace.c carries it out), 0 for a true fault
+ * (the #PF pending in vfault), or STOP. :*/
 int
 mmu_page_fault(struct vcpu *v, u32 la, u32 hwerr)
 {
@@ -397,17 +497,22 @@ mmu_page_fault(struct vcpu *v, u32 la, u32 hwerr)
                 "(not supported yet)", la, w.pa, ram_size >> 20);
         return STOP;
     }
-    u32 *pd = spd[flavour];
+    u32 *pd = pool[current_pd(v, flavour)];
     u32 pdi = la >> PDXSHIFT;
     if (!(pd[pdi] & PTE_P)) {
-        u32 *pt = pool_alloc();
-        if (!pt) {
-            /* Out of shadow pages: start again from empty shadows. */
-            mmu_flush(v);
-            pd = spd[flavour];
-            pt = pool_alloc();
+        u32 perm = w.pde & (PTE_U | PTE_W);
+        int i;
+        if (!(v->cr0 & CR0_PG))
+            i = sp_get(v, (la & 0xffc00000) | perm | 0x800, SP_BIG, flavour);  /* 0x800: paging off */
+        else if (w.big)
+            i = sp_get(v, (w.pde & 0xffc00000) | perm, SP_BIG, flavour);
+        else
+            i = sp_get(v, (w.pde & PTE_FRAME) | perm, SP_PT, flavour);
+        if (i < 0) {
+            mmu_flush(v);       /* out of shadow pages: start again from empty */
+            return PF_HIDDEN;
         }
-        pd[pdi] = V2P(pt) | PTE_P | PTE_W | PTE_U;
+        pd[pdi] = V2P(pool[i]) | PTE_P | PTE_W | PTE_U;
     }
     u32 *pt = (u32 *)((pd[pdi] & PTE_FRAME) - VMM_PHYS + VMM_BASE);
     u32 *spte = &pt[(la >> PGSHIFT) & 0x3ff];

@@ -357,6 +357,8 @@ vmm_decide(struct vcpu *v)
                 why = WHY_UNSHADOWED;
         }
     }
+    if ((v->cr4 & (CR4_VME | CR4_PVI)) && (v->eflags & EFLAGS_VM || cpl == 3) && (v->cr0 & CR0_PE))
+        vm_stop(v, "CR4.VME/PVI in use: virtual-mode extensions are not virtualized");
     enum mode m = why == WHY_DIRECT ? MODE_DIRECT : MODE_BT;
     v->st.why[why]++;
     if (m != v->mode) {
