@@ -562,13 +562,21 @@ run_block(struct vcpu *v, struct block *b, int step)
     f->eip = b->code32 ? (u32)tc + b->tc : b->tc;
     f->cs = SEL(b->code32 ? GDT_BT_CS32 : GDT_BT_CS16, 1);
     f->eflags = (v->eflags & HW_FLAGS) | EFLAGS_IF | EFLAGS_FIXED | (step ? EFLAGS_TF : 0);
-    f->ss = shadow_hw_selector(v, SEG_SS);
-    f->ds = shadow_hw_selector(v, SEG_DS);
-    f->es = shadow_hw_selector(v, SEG_ES);
-    f->fs = shadow_hw_selector(v, SEG_FS);
+    /* The cached descriptors change only when a segment register does. */
+    static u32 hw_gen = ~0u;
+    static u16 hw_sel[NSEG];
+    if (hw_gen != v->seg_gen) {
+        for (int s = 0; s < NSEG; s++)
+            hw_sel[s] = shadow_hw_selector(v, s);
+        hw_gen = v->seg_gen;
+    }
+    f->ss = hw_sel[SEG_SS];
+    f->ds = hw_sel[SEG_DS];
+    f->es = hw_sel[SEG_ES];
+    f->fs = hw_sel[SEG_FS];
     f->gs = SEL(GDT_BT_GS, 1);
-    v->bt_scratch[1] = shadow_hw_selector(v, SEG_GS);
-    v->bt_scratch[2] = shadow_hw_selector(v, SEG_CS);
+    v->bt_scratch[1] = hw_sel[SEG_GS];
+    v->bt_scratch[2] = hw_sel[SEG_CS];
     vmm_tss.esp0 = (u32)&f->v86_es;
     host_cr0(v);
     u32 cr3 = mmu_hw_cr3(v);

@@ -80,6 +80,7 @@ segtrack_set(struct vcpu *v, int sreg, u16 sel, struct desc d, int mode)
     s->limit = desc_limit(d);
     s->attr = desc_attr(d) | STA_A;
     s->mode = mode;
+    v->seg_gen++;
 }
 
 /* A null selector in DS, ES, FS or GS: loadable, unusable. */
@@ -92,6 +93,7 @@ segtrack_null(struct vcpu *v, int sreg, u16 sel)
     s->limit = 0;
     s->attr = 0;        /* not present: any access through it is #GP(0) */
     s->mode = SM_PROT;
+    v->seg_gen++;
 }
 
 /* Real mode and virtual-8086 mode: the base is the selector times 16.  In
@@ -112,6 +114,7 @@ segtrack_load_real(struct vcpu *v, int sreg, u16 sel)
         s->attr |= SEG_P;
         s->mode = SM_REAL;
     }
+    v->seg_gen++;
     if (sreg == SEG_CS)
         v->cpl = (v->eflags & EFLAGS_VM) ? 3 : 0;
 }

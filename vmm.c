@@ -42,6 +42,11 @@ void *
 memset(void *d, int c, unsigned n)
 {
     u8 *p = d;
+    if (((u32)p & 3) == 0) {
+        u32 w = (u8)c * 0x01010101u;
+        for (; n >= 4; n -= 4, p += 4)
+            *(u32 *)p = w;
+    }
     while (n--)
         *p++ = c;
     return d;
@@ -52,6 +57,10 @@ memcpy(void *d, const void *s, unsigned n)
 {
     u8 *p = d;
     const u8 *q = s;
+    if ((((u32)p | (u32)q) & 3) == 0) {
+        for (; n >= 4; n -= 4, p += 4, q += 4)
+            *(u32 *)p = *(const u32 *)q;
+    }
     while (n--)
         *p++ = *q++;
     return d;

@@ -110,6 +110,7 @@ struct vcpu {
     struct seg seg[NSEG];           /* written only by segtrack.c */
     struct seg ldtr, tr;            /* written only by segtrack.c */
     int cpl;                        /* current privilege level; segtrack.c */
+    u32 seg_gen;                    /* bumped by segtrack.c on every change to seg[] */
     struct dtr gdtr, idtr;
     u32 cr0, cr2, cr3, cr4;
     u32 dr[8];
