@@ -3,7 +3,7 @@
  *
  * QEMU loads the monitor at physical 0x400000 and jumps to _start with
  * paging off.  We map the monitor at VMM_BASE (0xffc00000, the top 4 MiB
- * of the linear space, ARCHITECTURE.md §4), switch to it and call
+ * of the linear space, docs/00-overview.md), switch to it and call
  * vmm_main().  From then on the monitor runs only at ring 0 with
  * interrupts off; the guest runs at ring 1 (translated) or ring 3
  * (direct), and every exception or interrupt brings the CPU back here.
@@ -132,11 +132,20 @@ alltraps:
         jnz from_guest
         testl $3, F_CS(%esp)
         jnz from_guest
-        /* From ring 0. */
+        /* From ring 0: C says whether to resume (the boot-time limit
+         * probe) or to unwind (a fault inside vm_enter). */
         push %esp
-        call vmm_monitor_trap           /* returns only for an entry failure */
+        call vmm_monitor_trap
         add $4, %esp
-        /* fall through: unwind to vm_enter's caller */
+        test %eax, %eax
+        jnz from_guest
+        popal
+        popl %gs
+        popl %fs
+        popl %es
+        popl %ds
+        add $8, %esp
+        iret
 from_guest:
         mov host_esp, %esp
         pop %edi

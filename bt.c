@@ -4,7 +4,7 @@
  * Guest code that cannot run directly - the guest kernel (CPL 0-2), real
  * mode, user code with IOPL or IF set in ways the hardware would act on -
  * is translated into a translation cache (TC) and run from there at ring
- * 1 (ARCHITECTURE.md §6; US 6,397,242, claim 1: "binary translation
+ * 1 (docs/00-overview.md; US 6,397,242, claim 1: "binary translation
  * sub-system").  A translation unit is a run of up to a dozen guest
  * instructions (AA §3.2); most are copied unchanged ("IDENT"), because
  * the registers, the status flags and DS, ES, SS and FS are all the
@@ -94,6 +94,33 @@ static void code_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u
 
 static u8 tc[TC_SIZE] __attribute__((aligned(PGSIZE)));
 static u8 tc16[TC16_SIZE] __attribute__((aligned(PGSIZE)));
+
+/* The one page of monitor data translated code may touch, through %gs:
+ * scratch words for the GS/CS prefix rewrite.  It holds nothing the
+ * monitor trusts, because with translated code at ring 3 the guest can
+ * reach it too (set_bt_ring in vmm.c). */
+static struct tcdata {
+    u32 save_fs;        /* FS while an instruction runs with FS borrowed */
+    u32 sel_gs;         /* the cached descriptor for the guest's GS */
+    u32 sel_cs;         /* ... and for its CS */
+} tcdata __attribute__((aligned(PGSIZE)));
+static u8 tcdata_pad[PGSIZE - sizeof(struct tcdata)] __attribute__((used));
+
+/* The translation cache is read-only to translated code; the monitor
+ * writes it with CR0.WP cleared for the moment (SDM Vol. 3A §4.6). */
+static int tc_open_depth;
+static void
+tc_open(void)
+{
+    if (tc_open_depth++ == 0)
+        lcr0(rcr0() & ~CR0_WP);
+}
+static void
+tc_close(void)
+{
+    if (--tc_open_depth == 0)
+        lcr0(rcr0() | CR0_WP);
+}
 static u32 tc_used, tc16_used;
 static struct block blocks[MAXBLOCKS + 1];     /* the last one: single-step scratch */
 static int nblocks;
@@ -127,7 +154,12 @@ bt_init(void)
     /* The 16-bit translation cache gets a code segment of its own based
      * at tc16, so its offsets fit in IP. */
     vmm_gdt[GDT_BT_CS16] = desc_make((u32)tc16, TC16_SIZE - 1,
-                                     SEG_S | SEG_P | (1 << 5) | STA_X | STA_R | STA_A);
+                                     SEG_S | SEG_P | (bt_ring << 5) | STA_X | STA_R | STA_A);
+    vmm_gdt[GDT_BT_GS] = desc_make((u32)&tcdata, PGSIZE - 1,
+                                   SEG_S | SEG_P | SEG_DB | (bt_ring << 5) | STA_W | STA_A);
+    mmu_expose((u32)tc, TC_SIZE, 0);
+    mmu_expose((u32)tc16, TC16_SIZE, 0);
+    mmu_expose((u32)&tcdata, PGSIZE, 1);
     bt_flush("init");
     vcpu0.st.tc_flushes = 0;
     trace_register(TR_CODE, code_written);
@@ -156,6 +188,7 @@ cache_of(int code32)
 static void
 patch_exit(struct block *b, int x, u32 to)
 {
+    tc_open();
     u8 *p = cache_of(b->code32) + b->exit[x].site;
     if (b->code32) {
         u32 rel = to - (b->exit[x].site + 4);
@@ -164,6 +197,7 @@ patch_exit(struct block *b, int x, u32 to)
         u32 rel = to - (b->exit[x].site + 2);
         p[0] = rel, p[1] = rel >> 8;
     }
+    tc_close();
 }
 
 /* Emit a jump (opcode bytes already emitted) to a new continuation stub
@@ -221,8 +255,8 @@ emit_ident(struct block *b, int i, const u8 *bytes, struct insn *in, int code32)
     int wrap = in->seg == SEG_GS || in->seg == SEG_CS;
     b->toff[i] = emit_p - base;
     if (wrap) {
-        emit_fs_gs(code32, 0, offsetof(struct vcpu, bt_scratch[0]));
-        emit_fs_gs(code32, 1, offsetof(struct vcpu, bt_scratch[in->seg == SEG_GS ? 1 : 2]));
+        emit_fs_gs(code32, 0, offsetof(struct tcdata, save_fs));
+        emit_fs_gs(code32, 1, in->seg == SEG_GS ? offsetof(struct tcdata, sel_gs) : offsetof(struct tcdata, sel_cs));
     }
     for (int k = 0; k < in->len; k++) {
         u8 c = bytes[k];
@@ -232,7 +266,7 @@ emit_ident(struct block *b, int i, const u8 *bytes, struct insn *in, int code32)
     }
     b->tend[i] = emit_p - base;
     if (wrap)
-        emit_fs_gs(code32, 1, offsetof(struct vcpu, bt_scratch[0]));
+        emit_fs_gs(code32, 1, offsetof(struct tcdata, save_fs));
 }
 
 /* Does this instruction have to leave translated code? */
@@ -249,7 +283,7 @@ static int
 is_ident(struct insn *in)
 {
     if (in->flags & D_INVALID)
-        return 1;               /* the CPU raises the same #UD here */
+        return 1;   /* the host CPU is the guest's CPU model: it faults the same way */
     return in->info->emu == E_NONE || in->info->emu == E_RDTSC;
 }
 
@@ -418,7 +452,9 @@ lookup(struct vcpu *v)
     }
     if (nblocks >= MAXBLOCKS || tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE)
         bt_flush("full");
+    tc_open();
     struct block *b = translate(v, pa, &blocks[nblocks], MAXI);
+    tc_close();
     if (!b)
         return NULL;
     nblocks++;
@@ -560,12 +596,22 @@ run_block(struct vcpu *v, struct block *b, int step)
 {
     struct frame *f = &v->f;
     f->eip = b->code32 ? (u32)tc + b->tc : b->tc;
-    f->cs = SEL(b->code32 ? GDT_BT_CS32 : GDT_BT_CS16, 1);
+    f->cs = SEL(b->code32 ? GDT_BT_CS32 : GDT_BT_CS16, bt_ring);
     f->eflags = (v->eflags & HW_FLAGS) | EFLAGS_IF | EFLAGS_FIXED | (step ? EFLAGS_TF : 0);
+    /* Alignment checks and CR4.TSD apply at CPL 3 only: with translated
+     * code at ring 3 they can be the guest's own for guest user code, and
+     * must be off for guest kernel code. */
+    int user3 = bt_ring == 3 && v->cpl == 3;
+    if (user3 && (v->cr0 & CR0_AM))
+        f->eflags |= v->eflags & EFLAGS_AC;
+    u32 cr4 = (rcr4() & ~CR4_TSD) | (user3 ? v->cr4 & CR4_TSD : 0);
+    if (cr4 != rcr4())
+        lcr4(cr4);
+    shadow_bt_descriptors(1);
     /* The cached descriptors change only when a segment register does. */
     static u32 hw_gen = ~0u;
     static u16 hw_sel[NSEG];
-    if (hw_gen != v->seg_gen) {
+    if (hw_gen != v->seg_gen || !hw_sel[SEG_CS]) {
         for (int s = 0; s < NSEG; s++)
             hw_sel[s] = shadow_hw_selector(v, s);
         hw_gen = v->seg_gen;
@@ -574,9 +620,9 @@ run_block(struct vcpu *v, struct block *b, int step)
     f->ds = hw_sel[SEG_DS];
     f->es = hw_sel[SEG_ES];
     f->fs = hw_sel[SEG_FS];
-    f->gs = SEL(GDT_BT_GS, 1);
-    v->bt_scratch[1] = hw_sel[SEG_GS];
-    v->bt_scratch[2] = hw_sel[SEG_CS];
+    f->gs = SEL(GDT_BT_GS, bt_ring);
+    tcdata.sel_gs = hw_sel[SEG_GS];
+    tcdata.sel_cs = hw_sel[SEG_CS];
     vmm_tss.esp0 = (u32)&f->v86_es;
     host_cr0(v);
     u32 cr3 = mmu_hw_cr3(v);
@@ -618,6 +664,8 @@ run_block(struct vcpu *v, struct block *b, int step)
         }
         break;
     }
+    if (rcr4() & CR4_TSD)
+        lcr4(rcr4() & ~CR4_TSD);
     v->eflags = (v->eflags & ~HW_FLAGS) | (f->eflags & HW_FLAGS);
     /* With a 16-bit stack segment, IRET into the guest loads only SP;
      * the upper half of ESP keeps the monitor's (SDM Vol. 2A, IRET; the
@@ -644,8 +692,11 @@ exit_block(struct vcpu *v, struct block *entered)
     if (trap == T_CALLOUT) {
         u8 *r = cache_of(code32) + off;
         u32 rec = r[0] | (r[1] << 8) | (r[2] << 16) | ((u32)r[3] << 24);
-        struct block *b = &blocks[rec >> 2];
         int kind = rec & 3;
+        if (off + 4 > (code32 ? TC_SIZE : TC16_SIZE) ||
+            ((rec >> 2) >= (u32)nblocks && (rec >> 2) != STEP_BLOCK) || kind == 3)
+            panic("callout from TC offset %x with a bad record %x", off, rec);
+        struct block *b = &blocks[rec >> 2];
         v->st.callout_exits++;
         if (kind == 0) {
             v->eip = (b->eip + b->goff[b->ninsn]) & (code32 ? ~0u : 0xffff);
@@ -694,7 +745,9 @@ bt_step(struct vcpu *v)
     }
     if (tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE)
         bt_flush("full");
+    tc_open();
     struct block *b = translate(v, pa, &blocks[STEP_BLOCK], 1);
+    tc_close();
     if (!b) {
         emulate_deliver_pending(v);
         return;

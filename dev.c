@@ -1,7 +1,7 @@
 /*
  * dev.c -- the virtual devices, and the monitor's own serial log.
  *
- * The guest sees an ISA PC (ARCHITECTURE.md §3).  Every port access it
+ * The guest sees an ISA PC (docs/00-overview.md).  Every port access it
  * makes - a callout from translated code, or a #GP from direct execution
  * - lands in dev_in() or dev_out().  COM1 belongs to the guest: its
  * virtual 16550 forwards transmitted bytes to the host's COM1, so the

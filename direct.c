@@ -66,6 +66,7 @@ enter(struct vcpu *v)
     u32 cr3 = mmu_hw_cr3(v);
     if (rcr3() != cr3)
         lcr3(cr3);
+    shadow_bt_descriptors(0);
     v->st.de_entries++;
 }
 
@@ -132,6 +133,13 @@ direct_run(struct vcpu *v)
      * instruction is not one it emulates, the #GP was the guest's own. :*/
     switch (f->trapno) {
     case T_TRACED:
+        return;
+    case T_CALLOUT:
+        /* With translated code at ring 3 the callout gate is open to
+         * ring 3: this is the guest's own `int $0x40`.  Emulate it from
+         * its first byte, through the guest's IDT. */
+        v->eip -= 2;
+        emulate_one(v);
         return;
     case T_GP:
         if (emulate_one(v) != NOT_EMULATED)

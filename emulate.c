@@ -1492,7 +1492,7 @@ emu_ud(struct vcpu *v, struct insn *in, u32 next)
 }
 
 /* CPUID: the host's answer, filtered to the features the monitor
- * virtualizes (ARCHITECTURE.md §3). */
+ * virtualizes (docs/00-overview.md). */
 #define CPUID1_EDX_VALID 0x00008111u    /* fpu (0), tsc (4), cx8 (8), cmov (15) */
 static int
 emu_cpuid(struct vcpu *v, struct insn *in, u32 next)
@@ -1542,7 +1542,7 @@ const char *emu_names[E_COUNT] = {
     [E_CPUID] = "cpuid", [E_RSM] = "rsm",
 };
 
-/*E:010 Emulate the one instruction at the guest's CS:EIP.  The checks
+/*E:045 Emulate the one instruction at the guest's CS:EIP.  The checks
  * every privileged instruction shares (CPL 0 for D_PRIV) come from the
  * decoder's flags; the rest is in the instruction's routine.  On success
  * EIP has moved on (or to the branch target); on a fault EIP still names

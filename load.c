@@ -7,7 +7,7 @@
  * bare hardware - ELF segments by physical address, or the a.out
  * "kludge" addresses of its Multiboot header - and build the Multiboot
  * information structure it would build, so the guest cannot tell the
- * difference (ARCHITECTURE.md §3, boot method 1).  Anything wrong with
+ * difference (docs/00-overview.md, boot method 1).  Anything wrong with
  * the image ends the run with one clear line on COM2 and EXIT_BADIMAGE.
  *
  * Hardware:   Multiboot Specification 0.6.96 §3 (OS image format, machine
@@ -53,10 +53,14 @@ bad_image(const char *fmt, ...)
 
 /* Copy from the module (host memory) into guest RAM, zero-filling the
  * rest of [gpa, gpa + memsz). */
+static gpa_t image_end;          /* the highest guest-physical byte loaded, plus one */
+
 static void
 load_segment(hpa_t src, u32 filesz, gpa_t gpa, u32 memsz)
 {
     static u8 buf[PGSIZE];
+    if (gpa + memsz > image_end)
+        image_end = gpa + memsz;
     if (gpa >= ram_size || memsz > ram_size - gpa)
         bad_image("segment at guest-physical %x+%x does not fit in %u MiB of RAM",
                   gpa, memsz, ram_size >> 20);
@@ -180,7 +184,7 @@ load_guest(struct vcpu *v, struct mb_info *mbi)
 
     /* Further modules go to guest RAM after the image, page aligned, as
      * QEMU places them. */
-    gpa_t next = 0x100000;
+    gpa_t next = image_end;
     struct mb_module gmods[16];
     gpa_t strings = MBI_STRINGS;
     for (u32 i = 1; i < nmods; i++) {

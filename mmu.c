@@ -3,8 +3,7 @@
  *
  * The guest believes CR3 points at its page directory; the hardware CR3
  * always points at a shadow page directory owned by this file, which maps
- * guest-linear addresses straight to host-physical ones (ARCHITECTURE.md
- * §7).  Shadows are a cache: they start empty, and a page fault on a
+ * guest-linear addresses straight to host-physical ones (docs/00-overview.md).  Shadows are a cache: they start empty, and a page fault on a
  * missing entry (a "hidden" fault) makes us walk the guest's tables and
  * fill it in.  A fault the guest's own tables would also have raised is a
  * "true" fault and is reflected to the guest with the CR2 and error code
@@ -262,7 +261,7 @@ vmem_write(struct vcpu *v, gva_t la, const void *buf, u32 n, int acc)
 /* ---- Shadow page tables ---- */
 
 /*T:060 The shadow page tables are a cache, kept across guest CR3
- * switches (ARCHITECTURE.md §7).  Each pool page shadows one thing:
+ * switches (docs/00-overview.md).  Each pool page shadows one thing:
  *   SP_PD   a guest page directory (keyed by its frame), one per flavour;
  *   SP_PT   a guest page table (keyed by its frame and the permission
  *           bits of the PDE that leads to it), shared by every shadow
@@ -378,9 +377,10 @@ sp_get(struct vcpu *v, u32 key, int kind, int flavour)
     sp_hash[h] = i;
     memset(pool[i], 0, PGSIZE);
     if (kind == SP_PD)
-        /* The monitor's 4 MiB: the same page table, supervisor-only, in
-         * every address space the hardware ever uses. */
-        pool[i][VMM_BASE >> PDXSHIFT] = V2P(vmm_pt) | PTE_P | PTE_W;
+        /* The monitor's 4 MiB: the same page table in every address
+         * space the hardware ever uses.  Its PTEs are supervisor-only,
+         * but for the translation cache and its scratch page (bt.c). */
+        pool[i][VMM_BASE >> PDXSHIFT] = V2P(vmm_pt) | PTE_P | PTE_W | PTE_U;
     if ((kind == SP_PD && key != KEY_NOPAGING) || kind == SP_PT)
         trace_add(v, key & PTE_FRAME, TR_PT);
     return i;
@@ -417,6 +417,18 @@ mmu_init(void)
         vmm_pt[1024 - NSLOTS + i] = 0;
     pool_reset();
     trace_register(TR_PT, pt_written);
+}
+
+/* Make [va, va+len) of the monitor's region reachable from ring 3: the
+ * translation cache (read-only) and translated code's scratch page. */
+void
+mmu_expose(u32 va, u32 len, int writable)
+{
+    for (u32 a = va; a < va + len; a += PGSIZE) {
+        u32 *e = &vmm_pt[(a - VMM_BASE) >> PGSHIFT];
+        *e = (*e & ~PTE_W) | PTE_U | (writable ? PTE_W : 0);
+    }
+    lcr3(rcr3());
 }
 
 /* Discard every shadow.  The hardware first moves to boot.S's directory,
@@ -520,7 +532,7 @@ mmu_page_fault(struct vcpu *v, u32 la, u32 hwerr)
      * first write faults and sets it (SDM Vol. 3A §4.8); never writable
      * while the page is traced (trace.c). */
     int traced = trace_is_traced(w.pa);
-    u32 flags = PTE_P | (flavour == SH_USER ? PTE_U : 0);
+    u32 flags = PTE_P | PTE_U;     /* user: translated code may run at ring 3 */
     if (w.writable && w.dirty && !traced)
         flags |= PTE_W;
     *spte = (ram_base + (w.pa & PTE_FRAME)) | flags;

@@ -249,8 +249,10 @@ segtrack_after_direct(struct vcpu *v)
             segtrack_null(v, s, sel);
         } else {
             struct desc d;
-            if (!shadow_guest_desc(sel, &d))
-                panic("direct execution loaded unshadowed selector %x", sel);
+            if (!shadow_guest_desc(sel, &d)) {
+                vm_stop(v, "direct execution loaded selector %x, which shadows no guest descriptor", sel);
+                return;
+            }
             segtrack_set_accessed(v, sel);
             vfault.pending = 0;
             segtrack_set(v, s, sel, d, SM_PROT);

@@ -6,7 +6,7 @@
  * 6,397,242, abstract): copies of the guest's, entry for entry, so that a
  * guest selector means the same thing to the hardware as to the guest,
  * adjusted so the guest cannot reach the monitor.  The adjustments
- * (ARCHITECTURE.md §4):
+ * (docs/00-overview.md):
  *  - DPL 0 becomes DPL 1: translated guest kernel code runs at ring 1 and
  *    must be able to load its own segments;
  *  - the limit is cut below the monitor's 4 MiB ("truncation"); the base
@@ -130,7 +130,8 @@ shadow_gdt_changed(struct vcpu *v)
 
 /*H:020 Cached descriptors.  Translated code runs at ring 1 with DS, ES,
  * SS and FS loaded from these: the hidden part of each virtual segment
- * register, truncated and made DPL 1 so ring 1 can load it.  Using the
+ * register, truncated, with the DPL of the ring translated code runs at,
+ * so that ring can load it.  Using the
  * hidden part rather than the guest's table is what lets translated code
  * run correctly with non-reversible segments.  Returns the selector to
  * load, or 0 for a register holding a null selector. :*/
@@ -146,7 +147,27 @@ shadow_hw_selector(struct vcpu *v, int sreg)
     } else if (sreg == SEG_SS || s->mode != SM_PROT) {
         attr = (attr & ~(STA_X | STA_E)) | STA_W;
     }
-    attr = (attr & ~(3u << 5)) | (1 << 5);
-    vmm_gdt[GDT_CACHED + sreg] = shadow_truncate(desc_make(s->base, s->limit, attr), 1);
-    return SEL(GDT_CACHED + sreg, 1);
+    attr = (attr & ~(3u << 5)) | (bt_ring << 5);
+    vmm_gdt[GDT_CACHED + sreg] = shadow_truncate(desc_make(s->base, s->limit, attr), bt_ring);
+    return SEL(GDT_CACHED + sreg, bt_ring);
+}
+
+/* The descriptors only translated code may load - its code segments, its
+ * %gs, the cached descriptors - are present only while it runs.  With
+ * translated code at ring 3 they have DPL 3, and guest code in direct
+ * execution could otherwise load them. */
+void
+shadow_bt_descriptors(int on)
+{
+    static const int idx[] = { GDT_BT_CS32, GDT_BT_CS16, GDT_BT_GS, GDT_CACHED + 0, GDT_CACHED + 1,
+                               GDT_CACHED + 2, GDT_CACHED + 3, GDT_CACHED + 4, GDT_CACHED + 5 };
+    static int state = -1;
+    if (state == on)
+        return;
+    state = on;
+    for (unsigned i = 0; i < ARRAY_SIZE(idx); i++)
+        if (on)
+            vmm_gdt[idx[i]].hi |= SEG_P << 8;
+        else
+            vmm_gdt[idx[i]].hi &= ~(SEG_P << 8);
 }

@@ -5,7 +5,7 @@
  * read-only, so that a guest write to it faults; the monitor lets the
  * write happen and tells the trace's owner which bytes changed, with
  * their old and new values (US 6,397,242, abstract: "memory tracing";
- * ARCHITECTURE.md §7).  Owners:
+ * docs/00-overview.md).  Owners:
  *   TR_CODE  the translator: pages it has translated code from (bt.c);
  *   TR_PT    the shadow page tables: the guest's page tables (mmu.c);
  *   TR_DESC  the shadow descriptor tables: the guest's GDT (shadow.c).

@@ -18,7 +18,10 @@
 #include "vmm.h"
 #include "multiboot.h"
 
-struct vcpu vcpu0;
+struct vcpu_area vcpu_area __attribute__((aligned(64)));
+int bt_ring = 3;
+int limits_enforced;
+static int opt_ring;            /* ring=1 or ring=3 on the command line; 0: decide */
 u32 opt_mem_mb = 64;
 u32 opt_log;
 
@@ -244,21 +247,52 @@ vm_stop(struct vcpu *v, const char *fmt, ...)
         v->stop_status = EXIT_STOP;
 }
 
-/* A trap taken at ring 0.  The only expected one is a fault inside
- * vm_enter, while loading the guest's segment registers or IRETing: the
- * guest's state cannot be entered.  Report it to vm_enter's caller as a
- * pseudo-vector.  Anything else is a monitor bug. */
-void
+/* A trap taken at ring 0.  Two are expected: the boot-time limit probe
+ * (below), which is resumed, and a fault inside vm_enter, while loading
+ * the guest's segment registers or IRETing: the guest's state cannot be
+ * entered, which is reported to vm_enter's caller as a pseudo-vector.
+ * Returns 1 to unwind to vm_enter's caller, 0 to resume.  Anything else
+ * is a monitor bug. */
+extern char probe_start[], probe_end[];
+static int probe_faulted;
+
+int
 vmm_monitor_trap(struct frame *tf)
 {
+    if (tf->eip == (u32)probe_start && tf->trapno == T_GP) {
+        probe_faulted = 1;
+        tf->eip = (u32)probe_end;
+        return 0;
+    }
     if (tf->eip >= (u32)vm_enter_start && tf->eip < (u32)vm_enter_end) {
         vcpu0.f.trapno = T_ENTRYFAIL;
         vcpu0.f.err = (tf->trapno << 16) | (tf->err & 0xffff);
-        return;
+        return 1;
     }
     cprintf("\nvmm: trap %d err=%x at monitor eip=%08x cr2=%08x\n",
             tf->trapno, tf->err, tf->eip, rcr2());
     panic("unexpected trap in the monitor");
+}
+
+/*H:005 Does this CPU check segment limits?  Real x86 CPUs (and Bochs)
+ * do on every access; QEMU's TCG does not ("the x86 segment limits and
+ * access rights are not tested at every memory access", QEMU's
+ * documentation).  Load a 4 KiB segment and read past its end: a #GP
+ * means limits are enforced.  (The segment is based at the monitor, so
+ * that the read, if allowed, touches a mapped page.) :*/
+static int
+probe_limits(void)
+{
+    vmm_gdt[GDT_PROBE] = desc_make(VMM_BASE, 0xfff, SEG_S | SEG_P | SEG_DB | STA_W | STA_A);
+    probe_faulted = 0;
+    __asm__ volatile("mov %0, %%fs\n"
+                     ".globl probe_start, probe_end\n"
+                     "probe_start: movl %%fs:0x2000, %%eax\n"
+                     "probe_end:\n"
+                     "mov %1, %%fs\n"
+                     : : "r"(SEL(GDT_PROBE, 0)), "r"(0) : "eax", "memory");
+    vmm_gdt[GDT_PROBE].lo = vmm_gdt[GDT_PROBE].hi = 0;
+    return probe_faulted;
 }
 
 /* ------------------------------------------------------------------ */
@@ -277,12 +311,6 @@ tables_init(void)
     /* Flat ring-0 code and data for the monitor itself. */
     vmm_gdt[GDT_VMM_CS] = desc_make(0, 0xffffffff, SEG_S | SEG_P | SEG_DB | STA_X | STA_R | STA_A);
     vmm_gdt[GDT_VMM_DS] = desc_make(0, 0xffffffff, SEG_S | SEG_P | SEG_DB | STA_W | STA_A);
-    /* The ring-1 code segments translated code runs in (bt.c). */
-    vmm_gdt[GDT_BT_CS32] = desc_make(0, 0xffffffff,
-                                     SEG_S | SEG_P | SEG_DB | (1 << 5) | STA_X | STA_R | STA_A);
-    /* %gs in translated code: the vCPU, nothing else (ARCHITECTURE.md §4). */
-    vmm_gdt[GDT_BT_GS] = desc_make((u32)&vcpu0, sizeof(vcpu0) - 1,
-                                   SEG_S | SEG_P | SEG_DB | (1 << 5) | STA_W | STA_A);
     /* The TSS: only SS0:ESP0 matter, the stack the CPU switches to on a
      * trap from the guest.  No I/O bitmap (iomap past the limit), so every
      * port access from ring 1 or 3 with IOPL 0 raises #GP. */
@@ -299,13 +327,32 @@ tables_init(void)
     ltr(KTSS);
 
     /* Every vector enters the monitor at ring 0.  DPL 0 everywhere, so a
-     * guest `int n` at ring 3 raises #GP and the monitor emulates it
-     * against the guest's IDT; only the callout vector is open to ring 1,
-     * where translated code runs. */
+     * guest `int n` in direct execution raises #GP and the monitor
+     * emulates it against the guest's IDT; only the callout vector is open
+     * to the ring translated code runs at (set_bt_ring). */
     for (int i = 0; i < 256; i++)
-        set_gate(i, trap_vectors[i], i == T_CALLOUT ? 1 : 0);
+        set_gate(i, trap_vectors[i], 0);
     struct pseudo_desc id = { sizeof(vmm_idt) - 1, (u32)vmm_idt };
     lidt(&id);
+}
+
+/*H:006 The ring translated code runs at.  The patent's is ring 1, with
+ * every guest segment truncated below the monitor: on a CPU that checks
+ * limits, that is what keeps ring-1 code (which the MMU counts as
+ * supervisor) out of the monitor's pages.  Where limits are not checked,
+ * truncation protects nothing, so translated code runs at ring 3
+ * instead, where paging does the same job: the monitor's pages are
+ * supervisor-only, and the shadow that translated kernel code runs on
+ * maps the guest's own pages user-accessible.  Deviation: translated code
+ * runs at ring 3 on CPUs that do not enforce segment limits (QEMU's TCG);
+ * `ring=1` on the command line forces the patent's ring 1 anyway. :*/
+static void
+set_bt_ring(int ring)
+{
+    bt_ring = ring;
+    vmm_gdt[GDT_BT_CS32] = desc_make(0, 0xffffffff,
+                                     SEG_S | SEG_P | SEG_DB | (ring << 5) | STA_X | STA_R | STA_A);
+    set_gate(T_CALLOUT, trap_vectors[T_CALLOUT], ring);
 }
 
 /* ------------------------------------------------------------------ */
@@ -394,7 +441,6 @@ const char *why_names[WHY_COUNT] = {
     [WHY_NT] = "NT=1",
     [WHY_SEG] = "non-reversible segment",
     [WHY_UNSHADOWED] = "unshadowed segment",
-    [WHY_TF_STEP] = "single step",
 };
 
 /* ------------------------------------------------------------------ */
@@ -475,6 +521,8 @@ parse_cmdline(const char *c)
             for (c += 4; *c >= '0' && *c <= '9'; c++)
                 n = n * 10 + (*c - '0');
             opt_mem_mb = n;
+        } else if (!memcmp(c, "ring=", 5)) {
+            opt_ring = c[5] == '1' ? 1 : c[5] == '3' ? 3 : 0;
         } else if (!memcmp(c, "log=", 4)) {
             for (c += 4; *c && *c != ' ';) {
                 if (!memcmp(c, "decide", 6)) opt_log |= LOG_DECIDE;
@@ -496,7 +544,7 @@ parse_cmdline(const char *c)
 /*D:000 The main loop.  Decide, run one engine until it hands control
  * back, repeat.  Each engine returns after it has handled one exit from
  * the guest (direct.c) or when the guest's state may call for the other
- * engine (bt.c); then the decision is taken again (ARCHITECTURE.md §5). :*/
+ * engine (bt.c); then the decision is taken again (docs/00-overview.md). :*/
 static void
 run(struct vcpu *v)
 {
@@ -529,6 +577,10 @@ vmm_main(u32 magic, u32 mbi_pa)
     }
     cprintf("vmm: command line \"%s\", guest memory %u MiB\n", cmdline, opt_mem_mb);
 
+    limits_enforced = probe_limits();
+    set_bt_ring(opt_ring ? opt_ring : limits_enforced ? 1 : 3);
+    cprintf("vmm: this CPU %s segment limits; translated code runs at ring %d\n",
+            limits_enforced ? "checks" : "does not check", bt_ring);
     shadow_init();
     trace_init();
     bt_init();

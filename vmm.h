@@ -70,7 +70,6 @@ enum why_bt {
     WHY_NT,             /* NT = 1: IRET would use the monitor's TSS */
     WHY_SEG,            /* a segment register is non-reversible */
     WHY_UNSHADOWED,     /* a segment register has no shadow descriptor */
-    WHY_TF_STEP,        /* single-stepping a non-IDENT case (bt.c internal) */
     WHY_COUNT
 };
 
@@ -124,9 +123,6 @@ struct vcpu {
     const char *stop_reason;        /* set once by vm_stop(); the guest never runs again */
     int stop_status;
 
-    /* Scratch for translated code, addressed through %gs (bt.c). */
-    u32 bt_scratch[4];
-
     struct stats st;
 };
 
@@ -148,7 +144,16 @@ static inline int vcpu_code32(struct vcpu *v)
 #define NOT_EMULATED 1  /* emulate_one: an ordinary instruction, to be run as it is */
 
 /* ---- vmm.c: setup, main loop, the execution decision ---- */
-extern struct vcpu vcpu0;
+/* The vCPU, with room below it: a fault inside vm_enter (boot.S) is taken
+ * at ring 0 on the stack that vm_enter was popping, the vCPU's frame. */
+struct vcpu_area {
+    u8 guard[256];
+    struct vcpu v;
+};
+extern struct vcpu_area vcpu_area;
+#define vcpu0 (vcpu_area.v)
+extern int bt_ring;             /* the ring translated code runs at: 1 or 3 (vmm.c) */
+extern int limits_enforced;     /* does the CPU check segment limits? (vmm.c) */
 enum mode vmm_decide(struct vcpu *v);
 void vm_stop(struct vcpu *v, const char *fmt, ...);
 extern const char *why_names[WHY_COUNT];
@@ -214,6 +219,7 @@ int mmu_page_fault(struct vcpu *v, u32 cr2, u32 err);
 #define PF_HIDDEN 1     /* mmu_page_fault: filled; resume the guest */
 #define PF_TRACED 2     /* ... a traced write: resume for one instruction with TF set */
 void mmu_write_protect(struct vcpu *v, gpa_t page);
+void mmu_expose(u32 va, u32 len, int writable);
 void mmu_flush(struct vcpu *v);
 void mmu_invlpg(struct vcpu *v, gva_t la);
 u32 mmu_hw_cr3(struct vcpu *v);
@@ -235,7 +241,7 @@ void shadow_init(void);
 void shadow_sync_gdt(struct vcpu *v);
 int shadow_has(struct vcpu *v, int sreg);
 int shadow_guest_desc(u16 sel, struct desc *d);
-void shadow_load_cached(struct vcpu *v, int sreg, int rpl);
+void shadow_bt_descriptors(int on);
 u16 shadow_hw_selector(struct vcpu *v, int sreg);
 void shadow_gdt_changed(struct vcpu *v);
 struct desc shadow_truncate(struct desc d, int ring);

@@ -6,8 +6,9 @@
  * parts that are not C are usable from boot.S.
  *
  * Hardware:   SDM Vol. 3A §2.5 (Control Registers), §3.4.5 (Segment
- *             Descriptors), §4.3 (32-bit Paging), §6.14 (Exception and
- *             Interrupt Handling in 32-bit mode), §7.2.1 (TSS).
+ *             Descriptors), §4.3 (32-bit Paging), §6.12 (Exception and
+ *             Interrupt Handling), Task-State Segment (TSS) in the Task
+ *             Management chapter.
  * Runs in:    VMM and boot.S.
  */
 #ifndef X86_H
@@ -79,7 +80,7 @@
 #define PFE_W 0x2   /* the access was a write */
 #define PFE_U 0x4   /* the access was made at CPL 3 */
 
-/* Exception vectors: SDM Vol. 3A §6.3.1, Table 6-1. */
+/* Exception vectors: SDM Vol. 3A §6.3.1 (External Interrupts... Table 6-1, Protected-Mode Exceptions and Interrupts). */
 #define T_DE   0
 #define T_DB   1
 #define T_NMI  2
@@ -149,7 +150,7 @@
 #define STS_IG32 0xe
 #define STS_TRG32 0xf
 
-/* The monitor's place in every address space (ARCHITECTURE.md §4). */
+/* The monitor's place in every address space (docs/00-overview.md). */
 #define VMM_BASE   0xffc00000   /* top 4 MiB of the linear space */
 #define VMM_PHYS   0x00400000   /* where boot.S is loaded and mapped from */
 #define VMM_SIZE   0x00400000
@@ -166,7 +167,7 @@
 #define GDT_BT_CS16   8180      /* ring 1 code, 16-bit: the 16-bit translation cache */
 #define GDT_BT_GS     8181      /* ring 1 data: the per-vCPU area, for %gs */
 #define GDT_CACHED    8182      /* 8182..8187: cached descriptors ES..GS */
-#define GDT_SHADOW_LDT 8188     /* the shadow LDT */
+#define GDT_PROBE     8188      /* the boot-time limit self-test (vmm.c) */
 
 #define SEL(idx, rpl) (((idx) << 3) | (rpl))
 #define KCS  SEL(GDT_VMM_CS, 0)

@@ -15,10 +15,12 @@
 # chapter and number, and writes them, each with the file and function
 # it sits in, to docs/walkthrough.md.
 #
-# A malformed mark stops it: a mark that never closes with ":*/", a
-# letter that is not a chapter, or the same letter and number twice.  It
-# then prints FILE:LINE for each, leaves docs/walkthrough.md as it was,
-# and exits with status 1.
+# A malformed mark is an error: a mark that never closes with ":*/", a
+# letter that is not a chapter, or the same letter and number twice.  The
+# script prints FILE:LINE and the problem for each one on standard error
+# and exits with status 1.  It still writes docs/walkthrough.md with
+# every mark it could read, so that the tour stays readable while the
+# sources are being fixed.
 #
 # Usage: sh docs/walkthrough.sh   (from anywhere)
 cd "$(dirname "$0")/.." || exit 2
@@ -211,7 +213,9 @@ END {
     flush_pending()
     exit bad
 }
-' "$@" >"$tmp.rec" || exit 1
+' "$@" >"$tmp.rec"
+status=$?
+[ "$status" -le 1 ] || exit 2
 
 # Pass 2: sort by chapter, then number; pass 3: write the Markdown.
 tab=$(printf '\t')
@@ -273,3 +277,7 @@ END {
 
 mv "$tmp.md" "$out" || exit 2
 echo "walkthrough.sh: wrote $out ($(grep -c '^### ' "$out") marks)"
+if [ "$status" -ne 0 ]; then
+    echo "walkthrough.sh: malformed marks (see above); fix them in the sources" >&2
+    exit 1
+fi

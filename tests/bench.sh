@@ -4,7 +4,7 @@
 # Both runs use `-icount shift=0,sleep=off`: QEMU then advances its clock
 # one nanosecond per retired instruction and the guest's TSC follows it,
 # so a guest's rdtsc delta is exactly the number of instructions retired,
-# the monitor's included (ARCHITECTURE.md §8).  Instruction counts charge
+# the monitor's included (docs/00-overview.md).  Instruction counts charge
 # nothing for a trap, a page walk or a TLB flush, so each row also shows
 # the monitor's own event counts per iteration (from its COM2 statistics:
 # exits by vector, callouts, translations).
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.." || exit 2
 out=build/bench
 mkdir -p "$out"
 QEMU_EXTRA="-icount shift=0,sleep=off"
-BENCHES=${BENCHES:-"user_loop kernel_loop syscall divzero callret cr_write in_port"}
+BENCHES=${BENCHES:-"user_loop kernel_loop syscall divzero callret cr_write in_port pgfault ptemod ctxsw smc"}
 echo "# instructions per iteration under -icount shift=0,sleep=off; events are the monitor's, per iteration"
 for b in $BENCHES; do
     run_native "$out/$b.native" 120 build/guests/bench.elf "$b" &

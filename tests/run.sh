@@ -67,6 +67,21 @@ for g in $(make -s guest-list); do
     fi
 done
 
+# 2b. The patent's own arrangement: translated code at ring 1 behind
+# truncated segments (forced with ring=1; on QEMU, which does not check
+# segment limits, the monitor otherwise picks ring 3 and paging).
+for g in usermode exceptions paging decide_v86 decide_pe; do
+    VMM_OPTS="ring=1" run_vmm "$out/$g.ring1" 120 "build/guests/$g.elf"
+    if cmp -s "$out/$g.native.com1" "$out/$g.ring1.com1" &&
+       [ "$(cat "$out/$g.native.status")" = "$(cat "$out/$g.ring1.status")" ] &&
+       grep -q "translated code runs at ring 1" "$out/$g.ring1.com2"; then
+        ok "$g with ring=1"
+    else
+        bad "$g with ring=1"
+        diff "$out/$g.native.com1" "$out/$g.ring1.com1" | head -n 10 | sed 's/^/    /'
+    fi
+done
+
 # 3. Bad input: each a one-line reason on COM2 and its own exit status.
 # EXIT_BADIMAGE is 0x72; QEMU reports (0x72 << 1) | 1 = 229.
 expect_bad() {
