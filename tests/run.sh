@@ -37,6 +37,20 @@ decisions() {
     esac
 }
 
+# 1b. The walkthrough marks in the sources (/*X:NNN ... :*/) are
+# well formed, and the generated documents are up to date.
+cp docs/walkthrough.md "$out/walkthrough.before" 2>/dev/null
+cp docs/deviations.md "$out/deviations.before" 2>/dev/null
+if sh docs/walkthrough.sh >"$out/walkthrough.log" 2>&1 && sh docs/deviations.sh >>"$out/walkthrough.log" 2>&1; then
+    if cmp -s docs/walkthrough.md "$out/walkthrough.before" && cmp -s docs/deviations.md "$out/deviations.before"; then
+        ok "docs ($(cat "$out/walkthrough.log" | tr '\n' ' '))"
+    else
+        bad "docs: walkthrough.md or deviations.md was out of date (regenerated; commit them)"
+    fi
+else
+    bad "docs: malformed walkthrough mark"; cat "$out/walkthrough.log"
+fi
+
 # 2. Equivalence: each guest natively and under the monitor, side by side.
 for g in $(make -s guest-list); do
     elf=build/guests/$g.elf
