@@ -21,7 +21,8 @@
  * the write.  It handles every instruction that can write memory - mov,
  * push, rep movs, read-modify-write, xchg, cmpxchg8b, a write that
  * straddles two pages - with the CPU's own results, flags included, and
- * the owner still sees offset, old and new value.
+ * the owner still sees offset, old and new value.  Only a window of the
+ * page around the faulting address is compared (see WINDOW_BELOW).
  *
  * Hardware:   SDM Vol. 3A §4.6 (Access Rights), §4.7 (Page-Fault
  *             Exceptions), §17.3.1.4 (Single-Step Exception Condition).
@@ -38,8 +39,15 @@ static trace_fn callbacks[8];
 static struct pending {
     gpa_t page;
     u32 *spte;                          /* the shadow PTE made writable */
-    u8 old[PGSIZE];
+    u32 lo, hi;                         /* the watched window of the page */
+    u8 old[PGSIZE] __attribute__((aligned(4)));
 } pend[2];
+
+/* One instruction writes at most a few bytes near the address that
+ * faulted: PUSHA and ENTER 32 to 160 below it, FNSAVE 108 above it.
+ * Only that window of the page is saved and compared. */
+#define WINDOW_BELOW 160
+#define WINDOW_ABOVE 128
 static int npend;
 
 void
@@ -119,7 +127,10 @@ trace_begin_write(struct vcpu *v, gpa_t pa, u32 *spte, gva_t la)
     struct pending *p = &pend[npend++];
     p->page = pa & PTE_FRAME;
     p->spte = spte;
-    gpa_read(p->page, p->old, PGSIZE);
+    u32 off = pa & 0xfff;
+    p->lo = off > WINDOW_BELOW ? (off - WINDOW_BELOW) & ~3u : 0;
+    p->hi = off + WINDOW_ABOVE < PGSIZE ? (off + WINDOW_ABOVE + 3) & ~3u : PGSIZE;
+    gpa_read(p->page + p->lo, p->old + p->lo, p->hi - p->lo);
     *spte |= PTE_W;
     invlpg(la);
     return 1;
@@ -142,19 +153,25 @@ trace_end_write(struct vcpu *v)
         *pend[i].spte &= ~PTE_W;
     lcr3(rcr3());
     for (int i = 0; i < n; i++) {
-        static u8 now[PGSIZE];
+        static u32 now[PGSIZE / 4];
         struct pending *p = &pend[i];
-        gpa_read(p->page, now, PGSIZE);
-        for (u32 off = 0; off < PGSIZE;) {
-            if (now[off] == p->old[off]) {
-                off++;
+        const u32 *was = (const u32 *)p->old;
+        gpa_read(p->page + p->lo, (u8 *)now + p->lo, p->hi - p->lo);
+        /* Compare a word at a time; report each run of changed bytes. */
+        for (u32 w = p->lo / 4; w < p->hi / 4; w++) {
+            if (now[w] == was[w])
                 continue;
-            }
-            u32 end = off;
-            while (end < PGSIZE && now[end] != p->old[end])
+            u32 end = w + 1;
+            while (end < p->hi / 4 && now[end] != was[end])
                 end++;
-            trace_notify(v, p->page + off, end - off, p->old + off, now + off);
-            off = end;
+            const u8 *a = (const u8 *)&was[w], *b = (const u8 *)&now[w];
+            u32 first = 0, last = (end - w) * 4;
+            while (a[first] == b[first])
+                first++;
+            while (a[last - 1] == b[last - 1])
+                last--;
+            trace_notify(v, p->page + w * 4 + first, last - first, a + first, b + first);
+            w = end - 1;
         }
     }
 }
