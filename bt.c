@@ -633,6 +633,18 @@ run_block(struct vcpu *v, struct block *b, int step)
     for (;;) {
         vm_enter(f);
         v->st.traps[f->trapno & 0xff]++;
+        if (f->trapno == T_PF) {
+            int r = mmu_page_fault(v, rcr2(), f->err);
+            if (r == PF_HIDDEN)
+                continue;       /* hidden: resume the unit where it faulted */
+            if (r == PF_TRACED) {
+                f->eflags |= EFLAGS_TF;
+                continue;       /* (a write that straddles two traced pages comes here twice) */
+            }
+            if (r == STOP)
+                return;
+            /* true: walk() left the guest's #PF pending for exit_block */
+        }
         if (trace_in_flight()) {
             /* A traced write has been carried out (trace.c).  If the
              * single-step trap was only ours, carry on in this unit -
@@ -649,18 +661,6 @@ run_block(struct vcpu *v, struct block *b, int step)
             }
             if (!step)
                 f->eflags &= ~EFLAGS_TF;
-        }
-        if (f->trapno == T_PF) {
-            int r = mmu_page_fault(v, rcr2(), f->err);
-            if (r == PF_HIDDEN)
-                continue;       /* hidden: resume the unit where it faulted */
-            if (r == PF_TRACED) {
-                f->eflags |= EFLAGS_TF;
-                continue;
-            }
-            if (r == STOP)
-                return;
-            /* true: walk() left the guest's #PF pending for exit_block */
         }
         break;
     }

@@ -82,6 +82,15 @@ direct_run(struct vcpu *v)
     for (;;) {
         vm_enter(f);
         v->st.traps[f->trapno & 0xff]++;
+        if (f->trapno == T_PF) {
+            int r = mmu_page_fault(v, rcr2(), f->err);
+            if (r == PF_HIDDEN)
+                continue;
+            if (r == PF_TRACED) {
+                f->eflags |= EFLAGS_TF;
+                continue;       /* (a write that straddles two traced pages comes here twice) */
+            }
+        }
         if (trace_in_flight()) {
             /* A traced write has been carried out (trace.c): report it,
              * and if the single-step trap was only ours, go back to the
@@ -92,19 +101,7 @@ direct_run(struct vcpu *v)
             if (f->trapno == T_DB && !guest_tf && (rdr6() & 0x4000)) {
                 ldr6(0);
                 f->trapno = T_TRACED;
-                break;
             }
-        }
-        if (f->trapno == T_PF) {
-            int r = mmu_page_fault(v, rcr2(), f->err);
-            if (r == PF_HIDDEN)
-                continue;
-            if (r == PF_TRACED) {
-                f->eflags |= EFLAGS_TF;
-                continue;
-            }
-            if (r == STOP)
-                break;
         }
         break;
     }
