@@ -48,7 +48,7 @@
 #define MAXI      12            /* guest instructions per unit (AA §3.2) */
 #define TC_SIZE   (1 << 20)
 #define TC16_SIZE 0x10000
-#define MAXBLOCKS 6144
+#define MAXBLOCKS 4096
 #define NHASH     4096
 #define TC_SLACK  1024          /* room one unit can need, at most */
 
@@ -81,13 +81,14 @@ struct block {
     u32 tc;             /* offset of its code in tc[] or tc16[] */
     u32 tclen;
     u8 goff[MAXI + 1];  /* guest offset of instruction i; [ninsn]: the terminator or next */
-    u16 toff[MAXI + 1]; /* TC offset of instruction i; [ninsn]: the terminator */
     u16 tend[MAXI];     /* TC offset just past guest instruction i itself */
     s16 next;           /* hash chain */
     u8 valid;           /* cleared when the guest writes its code (trace.c) */
     gpa_t pa2;          /* the second page, for a lone instruction that straddles; else ~0 */
     struct exit exit[2];
     s16 in_head;        /* exits of other units chained to this one */
+    u16 istart[MAXI];   /* TC offset where guest instruction i's own bytes start */
+    u16 cend[MAXI];     /* TC offset just after instruction i's truncation check */
 };
 
 static void code_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);
@@ -103,6 +104,9 @@ static struct tcdata {
     u32 save_fs;        /* FS while an instruction runs with FS borrowed */
     u32 sel_gs;         /* the cached descriptor for the guest's GS */
     u32 sel_cs;         /* ... and for its CS */
+    u32 save_eax, save_ecx;     /* registers a truncation check borrows */
+    u32 bias[NSEG];     /* segment base + 2^31, for the checks */
+    s32 bnd[2];         /* BOUND's pair: [INT_MIN, INT_MIN + VMM_BASE - MARGIN - 1] */
 } tcdata __attribute__((aligned(PGSIZE)));
 static u8 tcdata_pad[PGSIZE - sizeof(struct tcdata)] __attribute__((used));
 
@@ -243,21 +247,154 @@ emit_fs_gs(int code32, int load, u32 off)
     emit4(off);
 }
 
-/*B:020 An IDENT instruction is copied byte for byte.  If it has a GS or
- * CS segment prefix it is wrapped: save FS, load FS with the cached
- * descriptor of the named segment (its selector is kept in the vCPU's
- * scratch words, which %gs addresses), run the instruction with an FS
- * prefix instead, restore FS. :*/
+/* ---- Software truncation ---- */
+
+/*H:030 Software truncation.  Where the CPU does not check segment
+ * limits, a truncated segment keeps nothing out of the monitor, so the
+ * translator checks every memory access itself before the instruction
+ * runs: the access's linear address must lie below VMM_BASE - MARGIN.
+ * The check may not touch EFLAGS (the guest's status flags are live), so
+ * it is built from LEA and BOUND:
+ *     mov  %eax, %gs:save_eax;  mov %ecx, %gs:save_ecx
+ *     lea  <the instruction's own address>, %eax
+ *     mov  %gs:bias[seg], %ecx         ; segment base + 2^31
+ *     lea  (%eax,%ecx), %eax           ; linear address + 2^31
+ *     bound %eax, %gs:bnd              ; #BR unless below VMM_BASE - MARGIN
+ *     mov  %gs:save_ecx, %ecx;  mov %gs:save_eax, %eax
+ * Adding 2^31 turns "unsigned below VMM_BASE - MARGIN" into the signed
+ * range BOUND tests.  Accesses whose footprint LEA cannot express - string
+ * instructions, XLAT, BT with a register bit offset, ENTER with nesting,
+ * 32-bit addressing in 16-bit code - call out instead, and the monitor
+ * checks their exact footprint (footprint_ok) before letting them run. :*/
+#define MARGIN 256              /* the largest access checked by its first byte */
+
+enum { MC_NONE, MC_INLINE, MC_CALLOUT };
+
+/* The LEAs an inline check needs: up to two (PUSH or POP of memory). */
+struct check {
+    int n;
+    struct { u8 bytes[12]; int len; int seg; } lea[2];
+};
+
+static void
+check_lea(struct check *c, const u8 *b, int len, int seg)
+{
+    memcpy(c->lea[c->n].bytes, b, len);
+    c->lea[c->n].len = len;
+    c->lea[c->n].seg = seg;
+    c->n++;
+}
+
+/* lea disp8(%esp or %ebp), %eax */
+static void
+check_stack(struct check *c, int base_reg, s8 disp)
+{
+    u8 b[3] = { 0x8d, (u8)(0x40 | base_reg), (u8)disp };
+    u8 bs[4] = { 0x8d, 0x44, 0x24, (u8)disp };     /* ESP needs a SIB byte */
+    if (base_reg == 4)
+        check_lea(c, bs, 4, SEG_SS);
+    else
+        check_lea(c, b, 3, SEG_SS);
+}
+
+/* How does instruction `in` (bytes `b`) touch memory, and what check
+ * does it need?  Fills `c` for MC_INLINE. */
+static int
+classify(struct insn *in, const u8 *b, int code32, struct check *c)
+{
+    c->n = 0;
+    if (!bt_checks)
+        return MC_NONE;
+    u32 op = in->map == 0 ? in->op : 0x100 | in->op;
+    int mem = in->has_modrm && in->mod != 3;
+    if (in->flags & D_STRING)
+        return MC_CALLOUT;
+    if (op == 0xd7 || (op == 0xc8 && (in->imm2 & 0x1f)))
+        return MC_CALLOUT;                              /* xlat; enter with nesting */
+    if (mem && (op == 0x1a3 || op == 0x1ab || op == 0x1b3 || op == 0x1bb))
+        return MC_CALLOUT;                              /* bt* with a register bit offset */
+    if (!code32)
+        return (mem || (op >= 0xa0 && op <= 0xa3)) && in->adsize == 4 ? MC_CALLOUT : MC_NONE;
+    if (mem && op != 0x8d && !(op >= 0x118 && op <= 0x11f)) {
+        /* The instruction's own ModRM, SIB and displacement, with reg = EAX. */
+        u8 l[12];
+        int n = 0, opl = in->map == 0 ? 1 : in->map == 1 ? 2 : 3;
+        int m = in->nprefix + opl;
+        if (in->adsize == 2)
+            l[n++] = 0x67;
+        l[n++] = 0x8d;
+        l[n++] = b[m] & 0xc7;
+        for (int k = m + 1; k < m + 1 + in->has_sib + in->disp_len; k++)
+            l[n++] = b[k];
+        check_lea(c, l, n, emulate_ea_seg(in));
+    }
+    if (op >= 0xa0 && op <= 0xa3) {                     /* mov with a moffs */
+        u8 l[7] = { 0x8d, 0x05 };
+        memcpy(l + 2, b + in->imm_off, 4);
+        if (in->adsize == 2) {
+            u8 l16[5] = { 0x67, 0x8d, 0x06, b[in->imm_off], b[in->imm_off + 1] };
+            check_lea(c, l16, 5, in->seg >= 0 ? in->seg : SEG_DS);
+        } else {
+            check_lea(c, l, 6, in->seg >= 0 ? in->seg : SEG_DS);
+        }
+    }
+    if (in->flags & D_STACK) {
+        if (op == 0x60)
+            check_stack(c, 4, -32);                     /* pusha */
+        else if (op == 0xc9)
+            check_stack(c, 5, 0);                       /* leave: reads (%ebp) */
+        else if ((op >= 0x58 && op <= 0x5f) || op == 0x61 || op == 0x8f)
+            check_stack(c, 4, 0);                       /* pop, popa, pop r/m */
+        else
+            check_stack(c, 4, -4);                      /* push, enter $n,$0 */
+    }
+    return c->n ? MC_INLINE : MC_NONE;
+}
+
+static void
+emit_check(struct check *c)
+{
+    for (int k = 0; k < c->n; k++) {
+        emit1(0x65); emit1(0xa3); emit4(offsetof(struct tcdata, save_eax));
+        emit1(0x65); emit1(0x89); emit1(0x0d); emit4(offsetof(struct tcdata, save_ecx));
+        for (int j = 0; j < c->lea[k].len; j++)
+            emit1(c->lea[k].bytes[j]);
+        emit1(0x65); emit1(0x8b); emit1(0x0d); emit4(offsetof(struct tcdata, bias[c->lea[k].seg]));
+        emit1(0x8d); emit1(0x04); emit1(0x08);
+        emit1(0x65); emit1(0x62); emit1(0x05); emit4(offsetof(struct tcdata, bnd));
+        emit1(0x65); emit1(0x8b); emit1(0x0d); emit4(offsetof(struct tcdata, save_ecx));
+        emit1(0x65); emit1(0xa1); emit4(offsetof(struct tcdata, save_eax));
+    }
+}
+
+/*B:020 An IDENT instruction is copied byte for byte, after its software
+ * truncation check if it needs one.  If it has a GS or CS segment prefix
+ * it is wrapped: save FS, load FS with the cached descriptor of the named
+ * segment (its selector is kept in tcdata, which %gs addresses), run the
+ * instruction with an FS prefix instead, restore FS. :*/
 static void
 emit_ident(struct block *b, int i, const u8 *bytes, struct insn *in, int code32)
 {
     u8 *base = code32 ? tc + b->tc : tc16 + b->tc;
     int wrap = in->seg == SEG_GS || in->seg == SEG_CS;
-    b->toff[i] = emit_p - base;
+    struct check c;
+    int mc = classify(in, bytes, code32, &c);
+    if (mc == MC_INLINE) {
+        emit_check(&c);
+        vcpu0.st.checks_inline++;
+    } else if (mc == MC_CALLOUT) {
+        emit1(0xcd);
+        emit1(T_CALLOUT);
+        emit4(REC(b - blocks, 3));
+        emit1(i);
+        vcpu0.st.checks_callout++;
+    }
+    b->cend[i] = emit_p - base;
     if (wrap) {
         emit_fs_gs(code32, 0, offsetof(struct tcdata, save_fs));
         emit_fs_gs(code32, 1, in->seg == SEG_GS ? offsetof(struct tcdata, sel_gs) : offsetof(struct tcdata, sel_cs));
     }
+    b->istart[i] = emit_p - base;
     for (int k = 0; k < in->len; k++) {
         u8 c = bytes[k];
         if (wrap && k < in->nprefix && (c == 0x65 || c == 0x2e))
@@ -267,6 +404,84 @@ emit_ident(struct block *b, int i, const u8 *bytes, struct insn *in, int code32)
     b->tend[i] = emit_p - base;
     if (wrap)
         emit_fs_gs(code32, 1, offsetof(struct tcdata, save_fs));
+}
+
+/* Does an access of n bytes at sreg:off stay clear of the monitor? */
+static int
+clear_of_monitor(struct vcpu *v, int sreg, u32 off, u32 n, u32 amask)
+{
+    u32 la = v->seg[sreg].base + (off & amask);
+    return (u64)la + n <= VMM_BASE - MARGIN;
+}
+
+/* The exact memory footprint of the instruction a check guards, tested
+ * against the monitor's region.  1: clear, the instruction may run as it
+ * is; 0: it reaches the monitor's region. */
+static int
+footprint_ok(struct vcpu *v, u32 geip)
+{
+    u8 bytes[16];
+    int avail;
+    struct insn in;
+    if (emulate_fetch(v, geip, bytes, &avail) != OK || decode(bytes, avail, vcpu_code32(v), &in) < 0) {
+        vfault.pending = 0;
+        return 0;
+    }
+    struct frame *f = &v->f;
+    u32 amask = in.adsize == 2 ? 0xffff : 0xffffffff;
+    u32 op = in.map == 0 ? in.op : 0x100 | in.op;
+    int seg;
+    u32 off;
+    if (in.flags & D_STRING) {
+        /* Every element from ESI and/or EDI on, in DF's direction. */
+        int size = (in.op & 1) ? in.opsize : 1;
+        u32 count = in.rep ? f->ecx & amask : 1;
+        int down = (v->eflags & EFLAGS_DF) != 0;
+        int src = in.op == 0xa4 || in.op == 0xa5 || in.op == 0xa6 || in.op == 0xa7 || in.op == 0xac || in.op == 0xad;
+        int dst = in.op != 0xac && in.op != 0xad;
+        if (!count)
+            return 1;
+        u64 span = (u64)count * size;
+        if (span > 0xffffffffull)
+            return 0;
+        for (int k = 0; k < 2; k++) {
+            if (!(k == 0 ? src : dst))
+                continue;
+            int s = k == 0 ? (in.seg >= 0 ? in.seg : SEG_DS) : SEG_ES;
+            u32 start = (k == 0 ? f->esi : f->edi) & amask;
+            u32 lo = down ? start + size - (u32)span : start;
+            if (amask == 0xffff) {
+                /* 16-bit offsets wrap within the segment: any of 64 KiB. */
+                if (!clear_of_monitor(v, s, 0, 0x10000, 0xffffffff))
+                    return 0;
+            } else if ((down && (u64)start + size < span) || (!down && (u64)start + span > 0x100000000ull) ||
+                       !clear_of_monitor(v, s, lo, (u32)span, amask)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    if (op == 0xd7)                                             /* xlat */
+        return clear_of_monitor(v, in.seg >= 0 ? in.seg : SEG_DS, f->ebx + (f->eax & 0xff), 1, amask);
+    if (op == 0xc8) {                                           /* enter with nesting */
+        u32 level = in.imm2 & 0x1f;
+        return clear_of_monitor(v, SEG_SS, f->esp - 4 * (level + 2), 4 * (level + 2), 0xffffffff) &&
+               clear_of_monitor(v, SEG_SS, f->ebp - 4 * level, 4 * level + 4, 0xffffffff);
+    }
+    if (in.has_modrm && in.mod != 3) {
+        emulate_ea(v, &in, &seg, &off);
+        if (op == 0x1a3 || op == 0x1ab || op == 0x1b3 || op == 0x1bb) {
+            s32 bit = in.opsize == 2 ? (s16)*gpr(v, in.reg) : (s32)*gpr(v, in.reg);
+            off += (u32)((bit >> 3) & ~(in.opsize - 1));
+        }
+        if (!clear_of_monitor(v, seg, off, 16, amask))
+            return 0;
+    }
+    if (op >= 0xa0 && op <= 0xa3 && !clear_of_monitor(v, in.seg >= 0 ? in.seg : SEG_DS, in.imm, 16, amask))
+        return 0;
+    if ((in.flags & D_STACK) && !clear_of_monitor(v, SEG_SS, f->esp - 32, 64, 0xffffffff))
+        return 0;
+    return 1;
 }
 
 /* Does this instruction have to leave translated code? */
@@ -355,8 +570,7 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max)
                  * (a fault there restarts the CALL). :*/
                 u32 next = (geip + n) & mask, target = (next + in.imm) & mask;
                 b->term = TERM_BRANCH;
-                b->toff[i] = emit_p - base;
-                if (in.info->emu == E_CALL) {
+                            if (in.info->emu == E_CALL) {
                     emit1(0x68);
                     if (code32)
                         emit4(next);
@@ -389,13 +603,11 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max)
     if (b->term != TERM_BRANCH)
         b->goff[i] = geip - eip;
     if (b->term == TERM_EMULATE) {
-        b->toff[i] = emit_p - base;
-        emit1(0xcd);                    /* int $T_CALLOUT */
+            emit1(0xcd);                    /* int $T_CALLOUT */
         emit1(T_CALLOUT);
         emit4(REC(idx, 0));
     } else if (b->term == TERM_CONTINUE) {
-        b->toff[i] = emit_p - base;
-        emit1(0xe9);
+            emit1(0xe9);
         emit_exit_jump(b, 0, geip);
     }
     emit_stubs(b, idx);
@@ -589,6 +801,55 @@ host_cr0(struct vcpu *v)
         lcr0(want);
 }
 
+/*H:040 A check fired: a checking callout, or #BR at one of our BOUNDs
+ * (not the guest's own BOUND instruction).  Work out the instruction's
+ * exact footprint; if it stays clear of the monitor, let it run as it is
+ * (with EAX and ECX as the guest had them) and return 1.  An access that
+ * really reaches the monitor's region stops the guest for now: emulating
+ * it against the guest's own page tables is the next step. :*/
+static int
+check_fired(struct vcpu *v, int code32)
+{
+    struct frame *f = &v->f;
+    u32 off = code32 ? f->eip - (u32)tc : f->eip;
+    u32 geip;
+    struct block *b;
+    int i;
+    if (f->trapno == T_CALLOUT) {
+        u8 *r = cache_of(code32) + off;
+        u32 rec = r[0] | (r[1] << 8) | (r[2] << 16) | ((u32)r[3] << 24);
+        if ((rec & 3) != 3)
+            return 0;
+        b = &blocks[rec >> 2];
+        i = r[4];
+        if ((rec >> 2) > MAXBLOCKS || i >= b->ninsn)
+            panic("check callout with a bad record %x", rec);
+    } else {
+        b = find_block(code32, off);
+        if (!b)
+            return 0;
+        for (i = 0; i < b->ninsn && off - b->tc >= b->tend[i]; i++)
+            ;
+        if (i == b->ninsn || off - b->tc >= b->istart[i])
+            return 0;                   /* the guest's own BOUND: its #BR */
+        f->eax = tcdata.save_eax;
+        f->ecx = tcdata.save_ecx;
+    }
+    geip = (b->eip + b->goff[i]) & (code32 ? ~0u : 0xffff);
+    v->st.checks_tripped++;
+    u32 save_eip = v->eip;
+    v->eip = geip;
+    int ok = footprint_ok(v, geip);
+    if (!ok) {
+        vm_stop(v, "the instruction at %04x:%08x reaches the monitor's linear region "
+                "(at or above %08x): not emulated yet", v->seg[SEG_CS].sel, geip, VMM_BASE - MARGIN);
+        return 0;
+    }
+    v->eip = save_eip;
+    f->eip = (code32 ? (u32)tc : 0) + b->tc + b->cend[i];
+    return 1;
+}
+
 /* Enter unit b and run until the guest exits for something the monitor
  * must see; hidden page faults are filled and the unit resumed. */
 static void
@@ -623,6 +884,18 @@ run_block(struct vcpu *v, struct block *b, int step)
     f->gs = SEL(GDT_BT_GS, bt_ring);
     tcdata.sel_gs = hw_sel[SEG_GS];
     tcdata.sel_cs = hw_sel[SEG_CS];
+    for (int s = 0; s < NSEG; s++)
+        tcdata.bias[s] = v->seg[s].base + 0x80000000u;
+    tcdata.bnd[0] = (s32)0x80000000;
+    tcdata.bnd[1] = (s32)(0x80000000u + VMM_BASE - MARGIN - 1);
+    if (bt_checks && !b->code32)
+        for (int s = 0; s < NSEG; s++)
+            if ((v->seg[s].attr & SEG_P) && (u64)v->seg[s].base + 0x10000 + MARGIN > VMM_BASE) {
+                vm_stop(v, "16-bit code at %04x:%04x with %s based at %08x, within reach of the "
+                        "monitor: not supported", v->seg[SEG_CS].sel, v->eip,
+                        "a segment", v->seg[s].base);
+                return;
+            }
     vmm_tss.esp0 = (u32)&f->v86_es;
     host_cr0(v);
     u32 cr3 = mmu_hw_cr3(v);
@@ -633,6 +906,10 @@ run_block(struct vcpu *v, struct block *b, int step)
     for (;;) {
         vm_enter(f);
         v->st.traps[f->trapno & 0xff]++;
+        if ((f->trapno == T_CALLOUT || f->trapno == T_BR) && check_fired(v, b->code32))
+            continue;
+        if (v->stop_reason)
+            return;
         if (f->trapno == T_PF) {
             int r = mmu_page_fault(v, rcr2(), f->err);
             if (r == PF_HIDDEN)

@@ -251,6 +251,21 @@ ea_off(struct vcpu *v, struct insn *in)
     return a & 0xffff;
 }
 
+/* The segment and offset of an instruction's ModRM memory operand, for
+ * bt.c's footprint checks. */
+int
+emulate_ea_seg(struct insn *in)
+{
+    return ea_seg(in);
+}
+
+void
+emulate_ea(struct vcpu *v, struct insn *in, int *seg, u32 *off)
+{
+    *seg = ea_seg(in);
+    *off = ea_off(v, in);
+}
+
 static int
 rm_read(struct vcpu *v, struct insn *in, int size, u32 *val)
 {

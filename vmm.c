@@ -21,6 +21,8 @@
 struct vcpu_area vcpu_area __attribute__((aligned(64)));
 int bt_ring = 3;
 int limits_enforced;
+int bt_checks;
+static int opt_checks = -1;     /* checks=0 or checks=1 on the command line */
 static int opt_ring;            /* ring=1 or ring=3 on the command line; 0: decide */
 u32 opt_mem_mb = 64;
 u32 opt_log;
@@ -336,16 +338,17 @@ tables_init(void)
     lidt(&id);
 }
 
-/*H:006 The ring translated code runs at.  The patent's is ring 1, with
- * every guest segment truncated below the monitor: on a CPU that checks
- * limits, that is what keeps ring-1 code (which the MMU counts as
- * supervisor) out of the monitor's pages.  Where limits are not checked,
- * truncation protects nothing, so translated code runs at ring 3
- * instead, where paging does the same job: the monitor's pages are
- * supervisor-only, and the shadow that translated kernel code runs on
- * maps the guest's own pages user-accessible.  Deviation: translated code
- * runs at ring 3 on CPUs that do not enforce segment limits (QEMU's TCG);
- * `ring=1` on the command line forces the patent's ring 1 anyway. :*/
+/*H:006 The ring translated code runs at: ring 1, the patent's, with
+ * every guest segment truncated below the monitor.  On a CPU that checks
+ * limits, truncation is what keeps ring-1 code (which the MMU counts as
+ * supervisor) out of the monitor's pages.  Where limits are not checked
+ * (QEMU's TCG), the translator adds a software check to every memory
+ * access instead (bt.c, "software truncation").  `ring=3` runs
+ * translated code at ring 3 without checks, protected by paging alone -
+ * the monitor's pages are supervisor-only, and the shadow translated
+ * kernel code runs on maps the guest's pages user-accessible - at the
+ * price of exposing the translation cache to reads (an ablation for
+ * comparison, and a Deviation when chosen). :*/
 static void
 set_bt_ring(int ring)
 {
@@ -521,6 +524,8 @@ parse_cmdline(const char *c)
             for (c += 4; *c >= '0' && *c <= '9'; c++)
                 n = n * 10 + (*c - '0');
             opt_mem_mb = n;
+        } else if (!memcmp(c, "checks=", 7)) {
+            opt_checks = c[7] == '1';
         } else if (!memcmp(c, "ring=", 5)) {
             opt_ring = c[5] == '1' ? 1 : c[5] == '3' ? 3 : 0;
         } else if (!memcmp(c, "log=", 4)) {
@@ -578,9 +583,11 @@ vmm_main(u32 magic, u32 mbi_pa)
     cprintf("vmm: command line \"%s\", guest memory %u MiB\n", cmdline, opt_mem_mb);
 
     limits_enforced = probe_limits();
-    set_bt_ring(opt_ring ? opt_ring : limits_enforced ? 1 : 3);
-    cprintf("vmm: this CPU %s segment limits; translated code runs at ring %d\n",
-            limits_enforced ? "checks" : "does not check", bt_ring);
+    set_bt_ring(opt_ring ? opt_ring : 1);
+    bt_checks = opt_checks >= 0 ? opt_checks : (bt_ring == 1 && !limits_enforced);
+    cprintf("vmm: this CPU %s segment limits; translated code runs at ring %d%s\n",
+            limits_enforced ? "checks" : "does not check", bt_ring,
+            bt_checks ? " with software truncation checks" : "");
     shadow_init();
     trace_init();
     bt_init();

@@ -96,6 +96,9 @@ struct stats {
     u32 tc_invalidated;     /* translations dropped because their code was written */
     u32 chained;            /* jumps patched to lead straight to their target */
     u32 callout_exits;      /* exits from translated code through a callout */
+    u32 checks_inline;      /* software truncation checks emitted inline */
+    u32 checks_callout;     /* ... and as callouts to the monitor */
+    u32 checks_tripped;     /* checks that fired: an access at or near the monitor */
 };
 
 struct vcpu {
@@ -154,6 +157,7 @@ extern struct vcpu_area vcpu_area;
 #define vcpu0 (vcpu_area.v)
 extern int bt_ring;             /* the ring translated code runs at: 1 or 3 (vmm.c) */
 extern int limits_enforced;     /* does the CPU check segment limits? (vmm.c) */
+extern int bt_checks;           /* software truncation checks in translated code (vmm.c) */
 enum mode vmm_decide(struct vcpu *v);
 void vm_stop(struct vcpu *v, const char *fmt, ...);
 extern const char *why_names[WHY_COUNT];
@@ -284,6 +288,8 @@ int seg_read(struct vcpu *v, int sreg, u32 off, void *buf, u32 n);
 int seg_write(struct vcpu *v, int sreg, u32 off, const void *buf, u32 n);
 u32 *gpr(struct vcpu *v, int n);
 void emulate_deliver_debug(struct vcpu *v, u32 dr6_bits);
+void emulate_ea(struct vcpu *v, struct insn *in, int *seg, u32 *off);
+int emulate_ea_seg(struct insn *in);
 
 /* ---- direct.c: the direct execution sub-system ---- */
 void direct_run(struct vcpu *v);

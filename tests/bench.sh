@@ -19,11 +19,23 @@ mkdir -p "$out"
 QEMU_EXTRA="-icount shift=0,sleep=off"
 BENCHES=${BENCHES:-"user_loop kernel_loop syscall divzero callret cr_write in_port pgfault ptemod ctxsw smc"}
 echo "# instructions per iteration under -icount shift=0,sleep=off; events are the monitor's, per iteration"
-for b in $BENCHES; do
-    run_native "$out/$b.native" 120 build/guests/bench.elf "$b" &
-    run_vmm "$out/$b.vmm" 300 build/guests/bench.elf "$b"
+# Ablations: the same benchmark under other monitor options, one row each.
+# checks=0: translated code at ring 1 without software truncation checks
+# (unsafe where the CPU does not check segment limits); ring=3: translated
+# code at ring 3, protected by paging instead.
+ABLATIONS=${ABLATIONS:-"kernel_loop:checks=0 kernel_loop:ring=3 syscall:ring=3"}
+rows="$BENCHES"
+[ -n "$ABLATIONS" ] && rows="$rows $ABLATIONS"
+for row in $rows; do
+    b=${row%%:*}
+    opts=""
+    case $row in *:*) opts=${row#*:} ;; esac
+    tag=$b
+    [ -n "$opts" ] && tag="$b[$opts]"
+    [ -n "$opts" ] || run_native "$out/$b.native" 120 build/guests/bench.elf "$b" &
+    VMM_OPTS="$opts" run_vmm "$out/$tag.vmm" 300 build/guests/bench.elf "$b"
     wait
-    awk -v name="$b" '
+    awk -v name="$b" -v tag="$tag" '
         FNR == 1 { file++ }
         file == 1 && $1 == "bench" && $2 == name { split($3, a, "="); iters = a[2]; split($4, c, "="); native = c[2] }
         file == 2 && $1 == "bench" && $2 == name { split($4, c, "="); vmm = c[2] }
@@ -31,8 +43,8 @@ for b in $BENCHES; do
         file == 3 && $1 == "stat" && $2 == "callout" { callouts += $NF }
         file == 3 && $1 == "stat" && $2 == "translations" { split($3, t, "="); blocks = t[2] }
         END {
-            if (!iters || native == "" || vmm == "") { printf "bench %s FAILED (see %s)\n", name, "build/bench"; exit 1 }
-            printf "bench %-12s native=%.1f vmm=%.1f ratio=%.2f exits=%.3f callouts=%.3f blocks=%.4f\n",
-                   name, native / iters, vmm / iters, vmm / native, exits / iters, callouts / iters, blocks / iters
-        }' "$out/$b.native.com1" "$out/$b.vmm.com1" "$out/$b.vmm.com2"
+            if (!iters || native == "" || vmm == "") { printf "bench %s FAILED (see %s)\n", tag, "build/bench"; exit 1 }
+            printf "bench %-24s native=%.1f vmm=%.1f ratio=%.2f exits=%.3f callouts=%.3f blocks=%.4f\n",
+                   tag, native / iters, vmm / iters, vmm / native, exits / iters, callouts / iters, blocks / iters
+        }' "$out/$b.native.com1" "$out/$tag.vmm.com1" "$out/$tag.vmm.com2"
 done

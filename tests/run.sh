@@ -95,18 +95,17 @@ for g in $(make -s guest-list); do
     fi
 done
 
-# 2b. The patent's own arrangement: translated code at ring 1 behind
-# truncated segments (forced with ring=1; on QEMU, which does not check
-# segment limits, the monitor otherwise picks ring 3 and paging).
-for g in usermode exceptions paging decide_v86 decide_pe; do
-    VMM_OPTS="ring=1" run_vmm "$out/$g.ring1" 120 "build/guests/$g.elf"
-    if cmp -s "$out/$g.native.com1" "$out/$g.ring1.com1" &&
-       [ "$(cat "$out/$g.native.status")" = "$(cat "$out/$g.ring1.status")" ] &&
-       grep -q "translated code runs at ring 1" "$out/$g.ring1.com2"; then
-        ok "$g with ring=1"
+# 2b. The other arrangement of translated code: ring 3, protected by
+# paging instead of software truncation checks (ring=3).
+for g in usermode exceptions paging smc decide_v86 decide_pe; do
+    VMM_OPTS="ring=3" run_vmm "$out/$g.ring3" 120 "build/guests/$g.elf"
+    if cmp -s "$out/$g.native.com1" "$out/$g.ring3.com1" &&
+       [ "$(cat "$out/$g.native.status")" = "$(cat "$out/$g.ring3.status")" ] &&
+       grep -q "translated code runs at ring 3" "$out/$g.ring3.com2"; then
+        ok "$g with ring=3"
     else
-        bad "$g with ring=1"
-        diff "$out/$g.native.com1" "$out/$g.ring1.com1" | head -n 10 | sed 's/^/    /'
+        bad "$g with ring=3"
+        diff "$out/$g.native.com1" "$out/$g.ring3.com1" | head -n 10 | sed 's/^/    /'
     fi
 done
 
