@@ -97,9 +97,10 @@ static u8 tc[TC_SIZE] __attribute__((aligned(PGSIZE)));
 static u8 tc16[TC16_SIZE] __attribute__((aligned(PGSIZE)));
 
 /* The one page of monitor data translated code may touch, through %gs:
- * scratch words for the GS/CS prefix rewrite.  It holds nothing the
- * monitor trusts, because with translated code at ring 3 the guest can
- * reach it too (set_bt_ring in vmm.c). */
+ * scratch words for the GS/CS prefix rewrite and the truncation checks.
+ * At ring 1 only translated code's own instructions reach it; at ring 3
+ * (no checks) the guest could write it too, so it holds nothing else the
+ * monitor relies on. */
 static struct tcdata {
     u32 save_fs;        /* FS while an instruction runs with FS borrowed */
     u32 sel_gs;         /* the cached descriptor for the guest's GS */
@@ -161,9 +162,15 @@ bt_init(void)
                                      SEG_S | SEG_P | (bt_ring << 5) | STA_X | STA_R | STA_A);
     vmm_gdt[GDT_BT_GS] = desc_make((u32)&tcdata, PGSIZE - 1,
                                    SEG_S | SEG_P | SEG_DB | (bt_ring << 5) | STA_W | STA_A);
-    mmu_expose((u32)tc, TC_SIZE, 0);
-    mmu_expose((u32)tc16, TC16_SIZE, 0);
-    mmu_expose((u32)&tcdata, PGSIZE, 1);
+    if (bt_ring == 3) {
+        /* Translated code at ring 3 must reach its own code and %gs page
+         * through user-accessible pages; at ring 1 they stay
+         * supervisor-only, and the truncation checks keep the guest's
+         * own accesses away from them. */
+        mmu_expose((u32)tc, TC_SIZE, 0);
+        mmu_expose((u32)tc16, TC16_SIZE, 0);
+        mmu_expose((u32)&tcdata, PGSIZE, 1);
+    }
     bt_flush("init");
     vcpu0.st.tc_flushes = 0;
     trace_register(TR_CODE, code_written);
