@@ -413,12 +413,20 @@ emit_ident(struct block *b, int i, const u8 *bytes, struct insn *in, int code32)
         emit_fs_gs(code32, 1, offsetof(struct tcdata, save_fs));
 }
 
-/* Does an access of n bytes at sreg:off stay clear of the monitor? */
+/* Does an access of n bytes at sreg:off stay clear of the monitor?  If
+ * not, the access is remembered for relocated execution. */
+static int win_seg;             /* the segment of the access that is not; -1: none to relocate */
+static u32 win_la;              /* its linear address */
+
 static int
 clear_of_monitor(struct vcpu *v, int sreg, u32 off, u32 n, u32 amask)
 {
     u32 la = v->seg[sreg].base + (off & amask);
-    return (u64)la + n <= VMM_BASE - MARGIN;
+    if ((u64)la + n <= VMM_BASE - MARGIN)
+        return 1;
+    win_seg = sreg;
+    win_la = la;
+    return 0;
 }
 
 /* The exact memory footprint of the instruction a check guards, tested
@@ -448,6 +456,14 @@ footprint_ok(struct vcpu *v, u32 geip)
         int dst = in.op != 0xac && in.op != 0xad;
         if (!count)
             return 1;
+        /* The current element: if it is in the monitor's region, that is
+         * the access to relocate; if only a later one is, this iteration
+         * may simply run (win_seg -1). */
+        if (src && !clear_of_monitor(v, in.seg >= 0 ? in.seg : SEG_DS, f->esi, size, amask))
+            return 0;
+        if (dst && !clear_of_monitor(v, SEG_ES, f->edi, size, amask))
+            return 0;
+        win_seg = -1;
         u64 span = (u64)count * size;
         if (span > 0xffffffffull)
             return 0;
@@ -486,9 +502,125 @@ footprint_ok(struct vcpu *v, u32 geip)
     }
     if (op >= 0xa0 && op <= 0xa3 && !clear_of_monitor(v, in.seg >= 0 ? in.seg : SEG_DS, in.imm, 16, amask))
         return 0;
-    if ((in.flags & D_STACK) && !clear_of_monitor(v, SEG_SS, f->esp - 32, 64, 0xffffffff))
+    if ((in.flags & D_STACK) && !clear_of_monitor(v, SEG_SS, f->esp - 32, 64, 0xffffffff)) {
+        win_la = v->seg[SEG_SS].base + f->esp - 4;
         return 0;
+    }
     return 1;
+}
+
+/* ---- Relocated execution ---- */
+
+/*H:050 Relocated execution: a guest instruction whose access falls in
+ * the monitor's top 4 MiB, where the guest may have mappings of its own
+ * (Linux keeps its fixmap there).  The guest's pages cannot be mapped at
+ * their own addresses, so the instruction runs once, alone and
+ * single-stepped, with the segment register it uses re-based so that its
+ * access lands in two alias pages of the monitor's (hpa slots 6 and 7).
+ * The aliases start empty: each first access faults, and the monitor
+ * walks the guest's tables for it with the access's own rights - which
+ * sets the guest's Accessed and Dirty bits and raises the guest's own #PF
+ * exactly as the CPU would - and maps the guest frame there.  Traced
+ * frames are compared before and after, like any traced write.
+ * Deviation: one segment register is relocated per instruction, and only
+ * the two pages from the access onwards. :*/
+#define ALIAS_SLOT 6
+static struct reloc {
+    int pending;        /* the next BT step relocates */
+    int active;         /* a relocated step is running */
+    int seg;            /* -1: step unchecked, nothing relocated */
+    u32 la_page;        /* guest-linear page behind alias 0 */
+    u32 geip;
+    gpa_t pa[2];
+    u8 *old[2];         /* saved contents of a traced frame mapped writable */
+} rl;
+static u8 rl_old[2][PGSIZE] __attribute__((aligned(4)));
+
+static u32
+alias_va(int k)
+{
+    return 0xffffffffu - (NSLOTS - (ALIAS_SLOT + k)) * PGSIZE + 1;
+}
+
+int
+bt_window_pending(void)
+{
+    return rl.pending;
+}
+
+/* Ask for the instruction at v->eip to run relocated: its access through
+ * segment `seg` to linear `la` lies in the monitor's region. */
+void
+bt_window_access(struct vcpu *v, int seg, u32 la)
+{
+    rl.pending = 1;
+    rl.seg = seg;
+    rl.la_page = la & PTE_FRAME;
+    rl.geip = v->eip;
+}
+
+/* A page fault at linear `la`, in the monitor's region, by the guest
+ * instruction at v->eip (direct execution, or translated code without
+ * checks): find the access and ask for it to run relocated. */
+void
+bt_window_fault(struct vcpu *v, u32 la)
+{
+    win_seg = -1;
+    if (footprint_ok(v, v->eip) || win_seg < 0) {
+        vm_stop(v, "the instruction at %04x:%08x touched linear %x in the monitor's region "
+                "through an access the monitor cannot relocate", v->seg[SEG_CS].sel, v->eip, la);
+        return;
+    }
+    bt_window_access(v, win_seg, win_la);
+}
+
+/* A fault on an alias page during a relocated step. */
+static int
+reloc_fault(struct vcpu *v, u32 cr2, u32 err)
+{
+    int k = cr2 >= alias_va(1);
+    u32 la = rl.la_page + k * PGSIZE + (cr2 & 0xfff);
+    gpa_t pa;
+    int acc = ((err & PFE_W) ? ACC_W : 0) | (v->cpl == 3 ? ACC_U : 0);
+    if (mmu_translate(v, la, acc, &pa) != OK)
+        return 0;               /* the guest's own #PF, with its CR2 */
+    if (pa >= ram_size) {
+        vm_stop(v, "relocated access to linear %x maps guest-physical %x, beyond RAM", la, pa);
+        return 0;
+    }
+    pa &= PTE_FRAME;
+    if ((err & PFE_W) && trace_is_traced(pa) && !rl.old[k]) {
+        rl.old[k] = rl_old[k];
+        gpa_read(pa, rl.old[k], PGSIZE);
+    }
+    rl.pa[k] = pa;
+    mmu_alias(ALIAS_SLOT + k, ram_base + pa, (err & PFE_W) != 0);
+    return 1;
+}
+
+/* End of a relocated step: report traced writes, remove the aliases. */
+static void
+reloc_finish(struct vcpu *v)
+{
+    for (int k = 0; k < 2; k++) {
+        mmu_alias(ALIAS_SLOT + k, 0, 0);
+        if (!rl.old[k])
+            continue;
+        static u8 now[PGSIZE];
+        gpa_read(rl.pa[k], now, PGSIZE);
+        for (u32 off = 0; off < PGSIZE; off++) {
+            if (now[off] == rl.old[k][off])
+                continue;
+            u32 end = off;
+            while (end < PGSIZE && now[end] != rl.old[k][off + (end - off)])
+                end++;
+            trace_notify(v, rl.pa[k] + off, end - off, rl.old[k] + off, now + off);
+            off = end;
+        }
+        rl.old[k] = NULL;
+    }
+    rl.active = 0;
+    v->seg_gen++;               /* the cached descriptors are rebuilt on the next entry */
 }
 
 /* Does this instruction have to leave translated code? */
@@ -812,8 +944,8 @@ host_cr0(struct vcpu *v)
  * (not the guest's own BOUND instruction).  Work out the instruction's
  * exact footprint; if it stays clear of the monitor, let it run as it is
  * (with EAX and ECX as the guest had them) and return 1.  An access that
- * really reaches the monitor's region stops the guest for now: emulating
- * it against the guest's own page tables is the next step. :*/
+ * really reaches the monitor's region leaves translated code (T_RELOC)
+ * to be run relocated (H:050). :*/
 static int
 check_fired(struct vcpu *v, int code32)
 {
@@ -846,10 +978,12 @@ check_fired(struct vcpu *v, int code32)
     v->st.checks_tripped++;
     u32 save_eip = v->eip;
     v->eip = geip;
+    win_seg = -1;
     int ok = footprint_ok(v, geip);
     if (!ok) {
-        vm_stop(v, "the instruction at %04x:%08x reaches the monitor's linear region "
-                "(at or above %08x): not emulated yet", v->seg[SEG_CS].sel, geip, VMM_BASE - MARGIN);
+        /* Leave translated code; the next step runs it relocated. */
+        bt_window_access(v, win_seg, win_la);
+        f->trapno = T_RELOC;
         return 0;
     }
     v->eip = save_eip;
@@ -884,6 +1018,18 @@ run_block(struct vcpu *v, struct block *b, int step)
             hw_sel[s] = shadow_hw_selector(v, s);
         hw_gen = v->seg_gen;
     }
+    if (rl.active && rl.seg >= 0) {
+        /* Re-base the relocated segment so its access lands on the aliases. */
+        struct seg *sg = &v->seg[rl.seg];
+        u32 attr = (sg->attr | SEG_S | SEG_P | STA_A) & ~(3u << 5);
+        if (rl.seg == SEG_CS)
+            attr |= STA_R;
+        else if (rl.seg == SEG_SS || sg->mode != SM_PROT)
+            attr = (attr & ~(STA_X | STA_E)) | STA_W;
+        vmm_gdt[GDT_CACHED + rl.seg] = desc_make(sg->base + alias_va(0) - rl.la_page, 0xffffffff,
+                                                 attr | (bt_ring << 5));
+        hw_gen = ~0u;
+    }
     f->ss = hw_sel[SEG_SS];
     f->ds = hw_sel[SEG_DS];
     f->es = hw_sel[SEG_ES];
@@ -913,7 +1059,12 @@ run_block(struct vcpu *v, struct block *b, int step)
     for (;;) {
         vm_enter(f);
         v->st.traps[f->trapno & 0xff]++;
-        if ((f->trapno == T_CALLOUT || f->trapno == T_BR) && check_fired(v, b->code32))
+        if (rl.active && f->trapno == T_PF && rcr2() >= alias_va(0) && rcr2() < alias_va(0) + 2 * PGSIZE) {
+            if (reloc_fault(v, rcr2(), f->err))
+                continue;
+            break;              /* the guest's #PF is pending */
+        }
+        if (!rl.active && (f->trapno == T_CALLOUT || f->trapno == T_BR) && check_fired(v, b->code32))
             continue;
         if (v->stop_reason)
             return;
@@ -927,6 +1078,18 @@ run_block(struct vcpu *v, struct block *b, int step)
             }
             if (r == STOP)
                 return;
+            if (r == PF_WINDOW) {
+                struct block *cur = find_block(b->code32, b->code32 ? f->eip - (u32)tc : f->eip);
+                u32 save = v->eip;
+                if (cur)
+                    v->eip = (cur->eip + tc_to_guest(cur, (b->code32 ? f->eip - (u32)tc : f->eip) - cur->tc)) &
+                             (b->code32 ? ~0u : 0xffff);
+                v->eflags = (v->eflags & ~HW_FLAGS) | (f->eflags & HW_FLAGS);
+                bt_window_fault(v, rcr2());
+                v->eip = save;
+                f->trapno = T_RELOC;
+                break;
+            }
             /* true: walk() left the guest's #PF pending for exit_block */
         }
         if (trace_in_flight()) {
@@ -948,6 +1111,8 @@ run_block(struct vcpu *v, struct block *b, int step)
         }
         break;
     }
+    if (rl.active)
+        reloc_finish(v);
     if (rcr4() & CR4_TSD)
         lcr4(rcr4() & ~CR4_TSD);
     v->eflags = (v->eflags & ~HW_FLAGS) | (f->eflags & HW_FLAGS);
@@ -997,6 +1162,10 @@ exit_block(struct vcpu *v, struct block *entered)
     v->eip = (b->eip + tc_to_guest(b, off - b->tc)) & (code32 ? ~0u : 0xffff);
     if (trap == T_TRACED)
         return;                 /* the unit's code changed: retranslate from v->eip */
+    if (trap == T_RELOC) {
+        v->eip = rl.geip;       /* the next step runs it relocated */
+        return;
+    }
     if (trap == T_DB) {
         /* Single-stepping (bt_step): TF was set only for this unit. */
         u32 dr6 = rdr6();
@@ -1041,11 +1210,62 @@ bt_step(struct vcpu *v)
         exit_block(v, b);
 }
 
+/* Run the instruction at v->eip once, alone, single-stepped, unchecked,
+ * and relocated if rl.seg says so. */
+static void
+relocated_step(struct vcpu *v)
+{
+    rl.pending = 0;
+    v->st.relocated++;
+    gpa_t pa;
+    if (mmu_translate(v, v->seg[SEG_CS].base + v->eip, ACC_X | (v->cpl == 3 ? ACC_U : 0), &pa) != OK) {
+        emulate_deliver_pending(v);
+        return;
+    }
+    if (tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE)
+        bt_flush("full");
+    int checks = bt_checks;
+    bt_checks = 0;
+    tc_open();
+    struct block *b = translate(v, pa, &blocks[STEP_BLOCK], 1);
+    tc_close();
+    bt_checks = checks;
+    if (!b) {
+        emulate_deliver_pending(v);
+        return;
+    }
+    if (b->ninsn != 1) {
+        /* Not an IDENT instruction: the emulator reaches any address
+         * through the guest's own tables. */
+        emulate_one(v);
+        return;
+    }
+    u32 tf = v->eflags & EFLAGS_TF;
+    rl.active = 1;
+    run_block(v, b, 1);
+    if (v->stop_reason)
+        return;
+    if (v->f.trapno == T_DB) {
+        struct frame *f = &v->f;
+        u32 off = (b->code32 ? f->eip - (u32)tc : f->eip) - b->tc;
+        ldr6(0);
+        v->eip = (b->eip + tc_to_guest(b, off)) & (b->code32 ? ~0u : 0xffff);
+        if (tf)
+            emulate_deliver_debug(v, 0x4000);
+        return;
+    }
+    exit_block(v, b);
+}
+
 /*B:000 Run the guest by translation until it needs the monitor: one
  * unit, then its callout or fault. :*/
 void
 bt_run(struct vcpu *v)
 {
+    if (rl.pending) {
+        relocated_step(v);
+        return;
+    }
     if (v->eflags & EFLAGS_TF) {
         bt_step(v);
         return;

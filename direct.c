@@ -90,6 +90,8 @@ direct_run(struct vcpu *v)
                 f->eflags |= EFLAGS_TF;
                 continue;       /* (a write that straddles two traced pages comes here twice) */
             }
+            if (r == PF_WINDOW)
+                f->trapno = T_RELOC;
         }
         if (trace_in_flight()) {
             /* A traced write has been carried out (trace.c): report it,
@@ -130,6 +132,12 @@ direct_run(struct vcpu *v)
      * instruction is not one it emulates, the #GP was the guest's own. :*/
     switch (f->trapno) {
     case T_TRACED:
+        return;
+    case T_RELOC:
+        /* An access to the monitor's top 4 MiB, where the guest has a
+         * mapping of its own: this one instruction runs translated and
+         * relocated (bt.c, H:050). */
+        bt_window_fault(v, rcr2());
         return;
     case T_CALLOUT:
         /* With translated code at ring 3 the callout gate is open to

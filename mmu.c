@@ -419,6 +419,16 @@ mmu_init(void)
     trace_register(TR_PT, pt_written);
 }
 
+/* Map (or, with pa 0, unmap) a temporary slot for relocated execution
+ * (bt.c): supervisor, writable or not. */
+void
+mmu_alias(int slot, hpa_t pa, int writable)
+{
+    vmm_pt[1024 - NSLOTS + slot] = pa ? (pa & PTE_FRAME) | PTE_P | (writable ? PTE_W : 0) : 0;
+    slot_frame[slot] = 0;
+    invlpg(SLOT_VA(slot));
+}
+
 /* Make [va, va+len) of the monitor's region reachable from ring 3: the
  * translation cache (read-only) and translated code's scratch page. */
 void
@@ -496,10 +506,8 @@ mmu_page_fault(struct vcpu *v, u32 la, u32 hwerr)
     int acc = ((hwerr & PFE_W) ? ACC_W : 0) | (flavour == SH_USER ? ACC_U : 0);
     struct walk w;
 
-    if (la >= VMM_BASE) {
-        vm_stop(v, "guest access to linear %x, inside the monitor's 4 MiB (not supported yet)", la);
-        return STOP;
-    }
+    if (la >= VMM_BASE)
+        return PF_WINDOW;       /* the engine has it run relocated (bt.c) */
     if (walk(v, la, acc, &w) != OK) {
         v->st.true_pf++;
         return 0;

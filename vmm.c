@@ -392,7 +392,9 @@ vmm_decide(struct vcpu *v)
     enum why_bt why = WHY_DIRECT;
     int cpl = vcpu_cpl(v);
 
-    if (!(v->cr0 & CR0_PE))
+    if (bt_window_pending() || (v->seg[SEG_CS].base + v->eip) >= VMM_BASE - PGSIZE)
+        why = WHY_WINDOW;       /* the instruction runs relocated (bt.c), or the code lies there */
+    else if (!(v->cr0 & CR0_PE))
         why = WHY_REAL;
     else if (v->eflags & EFLAGS_VM)
         why = vcpu_iopl(v) == 3 ? WHY_V86_IOPL : WHY_DIRECT;
@@ -444,6 +446,7 @@ const char *why_names[WHY_COUNT] = {
     [WHY_NT] = "NT=1",
     [WHY_SEG] = "non-reversible segment",
     [WHY_UNSHADOWED] = "unshadowed segment",
+    [WHY_WINDOW] = "access to the monitor's region",
 };
 
 /* ------------------------------------------------------------------ */
@@ -496,6 +499,8 @@ vmm_stats(struct vcpu *v)
     cprintf("stat pagefaults hidden=%u true=%u shadow_flushes=%u\n",
             s->hidden_pf, s->true_pf, s->shadow_flushes);
     cprintf("stat reflected=%u io_exits=%u gdt_syncs=%u\n", s->reflected, s->io_exits, s->gdt_syncs);
+    cprintf("stat checks inline=%u callout=%u tripped=%u relocated=%u\n", s->checks_inline,
+            s->checks_callout, s->checks_tripped, s->relocated);
     for (int i = 0; i < 256; i++)
         if (s->traps[i])
             cprintf("stat trap %d %s %u\n", i,

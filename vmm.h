@@ -70,6 +70,7 @@ enum why_bt {
     WHY_NT,             /* NT = 1: IRET would use the monitor's TSS */
     WHY_SEG,            /* a segment register is non-reversible */
     WHY_UNSHADOWED,     /* a segment register has no shadow descriptor */
+    WHY_WINDOW,         /* the next instruction touches the monitor's region */
     WHY_COUNT
 };
 
@@ -99,6 +100,7 @@ struct stats {
     u32 checks_inline;      /* software truncation checks emitted inline */
     u32 checks_callout;     /* ... and as callouts to the monitor */
     u32 checks_tripped;     /* checks that fired: an access at or near the monitor */
+    u32 relocated;          /* instructions run relocated or unchecked, one step each */
 };
 
 struct vcpu {
@@ -222,8 +224,10 @@ int vmem_write(struct vcpu *v, gva_t la, const void *buf, u32 n, int acc);
 int mmu_page_fault(struct vcpu *v, u32 cr2, u32 err);
 #define PF_HIDDEN 1     /* mmu_page_fault: filled; resume the guest */
 #define PF_TRACED 2     /* ... a traced write: resume for one instruction with TF set */
+#define PF_WINDOW 3     /* ... an access to the monitor's region: run the instruction relocated */
 void mmu_write_protect(struct vcpu *v, gpa_t page);
 void mmu_expose(u32 va, u32 len, int writable);
+void mmu_alias(int slot, hpa_t pa, int writable);
 void mmu_flush(struct vcpu *v);
 void mmu_invlpg(struct vcpu *v, gva_t la);
 u32 mmu_hw_cr3(struct vcpu *v);
@@ -298,6 +302,9 @@ void direct_run(struct vcpu *v);
 void bt_init(void);
 void bt_run(struct vcpu *v);
 void bt_flush(const char *why);
+int bt_window_pending(void);
+void bt_window_access(struct vcpu *v, int seg, u32 la);
+void bt_window_fault(struct vcpu *v, u32 la);
 
 /* ---- dev.c: virtual devices ---- */
 void dev_init(void);

@@ -110,6 +110,7 @@
 #define T_CALLOUT  0x40     /* translated code calls the monitor (bt.c) */
 #define T_ENTRYFAIL 0x100   /* pseudo-vector: the world switch into the guest faulted */
 #define T_TRACED    0x101   /* pseudo-vector: a traced write was carried out */
+#define T_RELOC     0x102   /* pseudo-vector: an access to the monitor's region, to relocate */
 
 /* Error-code bits for selector faults: SDM Vol. 3A §6.13 (Error Code). */
 #define ERR_EXT 0x1
