@@ -533,6 +533,7 @@ static struct reloc {
     u32 geip;
     gpa_t pa[2];
     u8 *old[2];         /* saved contents of a traced frame mapped writable */
+    int absent;         /* the sink page took a write */
 } rl;
 static u8 rl_old[2][PGSIZE] __attribute__((aligned(4)));
 
@@ -585,8 +586,12 @@ reloc_fault(struct vcpu *v, u32 cr2, u32 err)
     if (mmu_translate(v, la, acc, &pa) != OK)
         return 0;               /* the guest's own #PF, with its CR2 */
     if (pa >= ram_size) {
-        vm_stop(v, "relocated access to linear %x maps guest-physical %x, beyond RAM", la, pa);
-        return 0;
+        /* Absent memory: zeros to read; writes land in the sink, cleared after. */
+        extern u8 absent_zero[], absent_sink[];
+        mmu_alias(ALIAS_SLOT + k, (u32)((err & PFE_W) ? absent_sink : absent_zero) - VMM_BASE + VMM_PHYS,
+                  (err & PFE_W) != 0);
+        rl.absent = 1;
+        return 1;
     }
     pa &= PTE_FRAME;
     if ((err & PFE_W) && trace_is_traced(pa) && !rl.old[k]) {
@@ -618,6 +623,11 @@ reloc_finish(struct vcpu *v)
             off = end;
         }
         rl.old[k] = NULL;
+    }
+    if (rl.absent) {
+        extern u8 absent_sink[];
+        memset(absent_sink, 0, PGSIZE);
+        rl.absent = 0;
     }
     rl.active = 0;
     v->seg_gen++;               /* the cached descriptors are rebuilt on the next entry */

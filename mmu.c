@@ -87,12 +87,13 @@ hpa_write(hpa_t pa, const void *buf, u32 n)
 }
 
 /* Guest-physical memory is [0, ram_size) at host ram_base.  Reads beyond
- * it see all ones and writes vanish, as on a PC bus with nothing there. */
+ * it see zeros and writes vanish, as on bare QEMU's PC, where nothing
+ * answers there. */
 int
 gpa_read(gpa_t pa, void *buf, u32 n)
 {
     if (pa >= ram_size || n > ram_size - pa) {
-        memset(buf, 0xff, n);
+        memset(buf, 0, n);
         return OK;
     }
     hpa_read(ram_base + pa, buf, n);
@@ -259,6 +260,9 @@ vmem_write(struct vcpu *v, gva_t la, const void *buf, u32 n, int acc)
 }
 
 /* ---- Shadow page tables ---- */
+
+u8 absent_zero[PGSIZE] __attribute__((aligned(PGSIZE)));    /* stays zero */
+u8 absent_sink[PGSIZE] __attribute__((aligned(PGSIZE)));    /* takes absent writes */
 
 /*T:060 The shadow page tables are a cache, kept across guest CR3
  * switches (docs/00-overview.md).  Each pool page shadows one thing:
@@ -512,11 +516,6 @@ mmu_page_fault(struct vcpu *v, u32 la, u32 hwerr)
         v->st.true_pf++;
         return 0;
     }
-    if (w.pa >= ram_size) {
-        vm_stop(v, "guest maps linear %x to guest-physical %x, beyond its %u MiB of RAM "
-                "(not supported yet)", la, w.pa, ram_size >> 20);
-        return STOP;
-    }
     u32 *pd = pool[current_pd(v, flavour)];
     u32 pdi = la >> PDXSHIFT;
     if (!(pd[pdi] & PTE_P)) {
@@ -536,6 +535,16 @@ mmu_page_fault(struct vcpu *v, u32 la, u32 hwerr)
     }
     u32 *pt = (u32 *)((pd[pdi] & PTE_FRAME) - VMM_PHYS + VMM_BASE);
     u32 *spte = &pt[(la >> PGSHIFT) & 0x3ff];
+    if (w.pa >= ram_size) {
+        /* Absent memory: read-only zeros; a write goes, for one
+         * instruction, to a sink page that is cleared afterwards. */
+        *spte = V2P(absent_zero) | PTE_P | PTE_U;
+        invlpg(la);
+        v->st.hidden_pf++;
+        if (acc & ACC_W)
+            return trace_begin_absent(v, spte, la, V2P(absent_sink)) ? PF_TRACED : PF_HIDDEN;
+        return PF_HIDDEN;
+    }
     /* Writable in the shadow only once the guest's D bit is set, so the
      * first write faults and sets it (SDM Vol. 3A §4.8); never writable
      * while the page is traced (trace.c). */

@@ -40,6 +40,7 @@ static struct pending {
     gpa_t page;
     u32 *spte;                          /* the shadow PTE made writable */
     u32 lo, hi;                         /* the watched window of the page */
+    u32 saved_pte;                      /* absent memory: the zero-page PTE to put back */
     u8 old[PGSIZE] __attribute__((aligned(4)));
 } pend[2];
 
@@ -136,6 +137,23 @@ trace_begin_write(struct vcpu *v, gpa_t pa, u32 *spte, gva_t la)
     return 1;
 }
 
+/* A write to absent guest-physical memory (mmu.c): let it land in the
+ * sink page for one instruction, then clear the sink and map the zero
+ * page again, so the write vanishes as on bare hardware. */
+int
+trace_begin_absent(struct vcpu *v, u32 *spte, gva_t la, hpa_t sink)
+{
+    if (npend == 2)
+        panic("a single instruction wrote three traced pages");
+    struct pending *p = &pend[npend++];
+    p->page = ~0u;
+    p->spte = spte;
+    p->saved_pte = *spte;
+    *spte = (sink & PTE_FRAME) | PTE_P | PTE_W | (*spte & PTE_U);
+    invlpg(la);
+    return 1;
+}
+
 int
 trace_in_flight(void)
 {
@@ -149,10 +167,19 @@ trace_end_write(struct vcpu *v)
 {
     int n = npend;
     npend = 0;
-    for (int i = 0; i < n; i++)
-        *pend[i].spte &= ~PTE_W;
+    extern u8 absent_sink[];
+    for (int i = 0; i < n; i++) {
+        if (pend[i].page == ~0u) {
+            *pend[i].spte = pend[i].saved_pte;
+            memset(absent_sink, 0, PGSIZE);
+        } else {
+            *pend[i].spte &= ~PTE_W;
+        }
+    }
     lcr3(rcr3());
     for (int i = 0; i < n; i++) {
+        if (pend[i].page == ~0u)
+            continue;
         static u32 now[PGSIZE / 4];
         struct pending *p = &pend[i];
         const u32 *was = (const u32 *)p->old;

@@ -269,6 +269,7 @@ void trace_remove(gpa_t pa, int owner);
 void trace_notify(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);
 int trace_begin_write(struct vcpu *v, gpa_t pa, u32 *spte, gva_t la);
 int trace_in_flight(void);
+int trace_begin_absent(struct vcpu *v, u32 *spte, gva_t la, hpa_t sink);
 void trace_end_write(struct vcpu *v);
 
 /* ---- emulate.c: the instruction emulator and the virtual CPU's events ---- */
