@@ -34,7 +34,7 @@ decisions() {
     exceptions)  echo "direct|IF=0|CPL!=3" ;;
     paging)      echo "direct|CPL!=3" ;;
     decide_pe)   echo "CR0.PE=0|CPL!=3" ;;
-    memprot|cow|smc|absent) echo "direct|CPL!=3" ;;
+    memprot|cow|smc|absent|bigpage) echo "direct|CPL!=3" ;;
     esac
 }
 
