@@ -720,6 +720,11 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max)
                 u32 next = (geip + n) & mask, target = (next + in.imm) & mask;
                 b->term = TERM_BRANCH;
                             if (in.info->emu == E_CALL) {
+                    struct check c = { 0 };
+                    if (bt_checks && code32) {
+                        check_stack(&c, 4, -4);             /* the return address push */
+                        emit_check(&c);
+                    }
                     emit1(0x68);
                     if (code32)
                         emit4(next);
@@ -1069,7 +1074,7 @@ run_block(struct vcpu *v, struct block *b, int step)
     for (;;) {
         vm_enter(f);
         v->st.traps[f->trapno & 0xff]++;
-        if (rl.active && f->trapno == T_PF && rcr2() >= alias_va(0) && rcr2() < alias_va(0) + 2 * PGSIZE) {
+        if (rl.active && f->trapno == T_PF && rcr2() - alias_va(0) < 2 * PGSIZE) {
             if (reloc_fault(v, rcr2(), f->err))
                 continue;
             break;              /* the guest's #PF is pending */
@@ -1110,7 +1115,7 @@ run_block(struct vcpu *v, struct block *b, int step)
             if (f->trapno == T_DB && !step && (rdr6() & 0x4000)) {
                 ldr6(0);
                 f->eflags &= ~EFLAGS_TF;
-                struct block *cur = find_block(b->code32, f->eip);
+                struct block *cur = find_block(b->code32, b->code32 ? f->eip - (u32)tc : f->eip);
                 if (cur && cur->valid)
                     continue;
                 f->trapno = T_TRACED;

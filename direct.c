@@ -70,6 +70,20 @@ enter(struct vcpu *v)
     v->st.de_entries++;
 }
 
+/* Is the instruction at eip a PUSHF? */
+static int
+pushes_flags(struct vcpu *v, u32 eip)
+{
+    u8 bytes[16];
+    int avail;
+    struct insn in;
+    if (emulate_fetch(v, eip, bytes, &avail) != OK) {
+        vfault.pending = 0;
+        return 0;
+    }
+    return decode(bytes, avail, vcpu_code32(v), &in) > 0 && in.info->emu == E_PUSHF;
+}
+
 /*E:020 One stretch of direct execution, ended by one trap that is not a
  * hidden page fault. :*/
 void
@@ -86,6 +100,14 @@ direct_run(struct vcpu *v)
             int r = mmu_page_fault(v, rcr2(), f->err);
             if (r == PF_HIDDEN)
                 continue;
+            if (r == PF_TRACED && pushes_flags(v, f->eip)) {
+                /* PUSHF single-stepped would push the monitor's TF: let
+                 * the emulator push the guest's flags instead (its write
+                 * reports to the trace owners too). */
+                trace_end_write(v);
+                f->trapno = T_EMULATE;
+                break;
+            }
             if (r == PF_TRACED) {
                 f->eflags |= EFLAGS_TF;
                 continue;       /* (a write that straddles two traced pages comes here twice) */
@@ -132,6 +154,9 @@ direct_run(struct vcpu *v)
      * instruction is not one it emulates, the #GP was the guest's own. :*/
     switch (f->trapno) {
     case T_TRACED:
+        return;
+    case T_EMULATE:
+        emulate_one(v);
         return;
     case T_RELOC:
         /* An access to the monitor's top 4 MiB, where the guest has a

@@ -19,11 +19,10 @@
  * it reaches guest-physical pages through a few temporary mapping slots
  * at the top of its own 4 MiB (hpa_map).
  *
- * Deviation: first form.  The shadows are discarded on every guest CR3
- * write and on CR0.WP/PG changes; pages are 4 KiB only (the virtual CPU
- * offers no PSE); no traces keep them coherent, so a guest PTE write is
- * seen only after INVLPG, a CR3 write or a fault on the page - which is
- * what the CPU's TLB guarantees, no more.
+ * The shadows are a cache kept across guest CR3 switches, made coherent
+ * with the guest's page tables by write traces (trace.c); 4 MiB pages are
+ * shadowed by tables of 4 KiB entries.  Guest-physical addresses beyond
+ * RAM read as zeros and swallow writes, as on bare QEMU.
  *
  * Hardware:   SDM Vol. 3A §4.3 (32-Bit Paging), §4.7 (Page-Fault
  *             Exceptions), §4.8 (Accessed and Dirty Flags), §4.10.4

@@ -201,7 +201,7 @@ segtrack_reset(struct vcpu *v)
 
 /*S:020 Is this register reversible?  It is if reloading its selector now,
  * in the current mode, would load exactly the hidden part it holds
- * (US 6,397,242 uses the word; the definition is TOCS's, digest §5.2):
+ * (US 6,397,242 uses the word; the definition is Bugnion et al.'s, TOCS 2012):
  * loaded in the current mode, and equal to the guest's descriptor in
  * memory today.  A null data selector is trivially reversible. :*/
 int

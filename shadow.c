@@ -153,9 +153,11 @@ shadow_hw_selector(struct vcpu *v, int sreg)
 }
 
 /* The descriptors only translated code may load - its code segments, its
- * %gs, the cached descriptors - are present only while it runs.  With
+ * %gs, the cached descriptors - are usable only while it runs.  With
  * translated code at ring 3 they have DPL 3, and guest code in direct
- * execution could otherwise load them. */
+ * execution could otherwise load them; during direct execution their DPL
+ * is 0, so a load raises #GP(selector), as a selector past the end of the
+ * guest's own GDT would on bare hardware. */
 void
 shadow_bt_descriptors(int on)
 {
@@ -166,8 +168,5 @@ shadow_bt_descriptors(int on)
         return;
     state = on;
     for (unsigned i = 0; i < ARRAY_SIZE(idx); i++)
-        if (on)
-            vmm_gdt[idx[i]].hi |= SEG_P << 8;
-        else
-            vmm_gdt[idx[i]].hi &= ~(SEG_P << 8);
+        vmm_gdt[idx[i]].hi = (vmm_gdt[idx[i]].hi & ~(3u << 13)) | ((on ? bt_ring : 0) << 13);
 }

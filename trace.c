@@ -12,8 +12,9 @@
  * The monitor's own writes to guest memory (emulated instructions,
  * Accessed and Dirty bits) fire the same callbacks (gpa_write in mmu.c).
  *
- * How the traced write is carried out.  The digest of the original
- * describes the monitor decoding and emulating the faulting instruction.
+ * How the traced write is carried out.  The original (as Bugnion et al.,
+ * TOCS 2012, and Adams and Agesen, ASPLOS 2006, describe it) decodes and
+ * emulates the faulting instruction.
  * Here the CPU carries it out itself: the faulting page is made writable
  * for exactly one instruction (EFLAGS.TF set, so a debug trap follows
  * it), its bytes are saved before and compared after.

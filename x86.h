@@ -111,6 +111,7 @@
 #define T_ENTRYFAIL 0x100   /* pseudo-vector: the world switch into the guest faulted */
 #define T_TRACED    0x101   /* pseudo-vector: a traced write was carried out */
 #define T_RELOC     0x102   /* pseudo-vector: an access to the monitor's region, to relocate */
+#define T_EMULATE   0x103   /* pseudo-vector: emulate the instruction at the guest's EIP */
 
 /* Error-code bits for selector faults: SDM Vol. 3A §6.13 (Error Code). */
 #define ERR_EXT 0x1
@@ -164,9 +165,9 @@
 #define GDT_VMM_CS    8176      /* ring 0 code, flat */
 #define GDT_VMM_DS    8177      /* ring 0 data, flat */
 #define GDT_VMM_TSS   8178      /* the monitor's TSS */
-#define GDT_BT_CS32   8179      /* ring 1 code, 32-bit: the translation cache */
-#define GDT_BT_CS16   8180      /* ring 1 code, 16-bit: the 16-bit translation cache */
-#define GDT_BT_GS     8181      /* ring 1 data: the per-vCPU area, for %gs */
+#define GDT_BT_CS32   8179      /* translated code's CS, 32-bit: the translation cache */
+#define GDT_BT_CS16   8180      /* translated code's CS, 16-bit: the 16-bit translation cache */
+#define GDT_BT_GS     8181      /* translated code's %gs: its scratch page (bt.c, tcdata) */
 #define GDT_CACHED    8182      /* 8182..8187: cached descriptors ES..GS */
 #define GDT_PROBE     8188      /* the boot-time limit self-test (vmm.c) */
 

@@ -6,8 +6,9 @@
  *          bubble sort, a string hash, flags from adc/sbb chains) run once
  *          at CPL 0 and once at CPL 3; both results printed and compared
  *          with each other and with the known answer.
- * Exercises: the execution-mode decision on CPL (docs/05-decide.md): the
- *          CPL-0 run goes through the binary translator (docs/04-bt.md),
+ * Exercises: the execution-mode decision on CPL (docs/02-decision.md):
+ *          the CPL-0 run goes through the binary translator
+ *          (docs/07-translation.md),
  *          the CPL-3 run through direct execution (docs/03-direct.md); the
  *          results must be the same.
  * Monitor exits expected: none during either computation; the iret to

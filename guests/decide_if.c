@@ -8,10 +8,11 @@
  *          iret image.  Prints the EFLAGS images seen in ring 3, in the
  *          trap frame of the system call, and the results.  All IRQs are
  *          masked at the PIC, so IF=1 delivers nothing.
- * Exercises: the execution-mode decision on EFLAGS.IF (docs/05-decide.md):
+ * Exercises: the execution-mode decision on EFLAGS.IF (docs/02-decision.md):
  *          ring-3 code with IF=0 cannot run in direct execution (the real
  *          IF must stay 1), so the monitor binary-translates it
- *          (docs/04-bt.md); with IF=1 it runs directly (docs/03-direct.md).
+ *          (docs/07-translation.md); with IF=1 it runs directly
+ *          (docs/03-direct.md).
  *          The virtual EFLAGS image seen by pushf must be the guest's.
  * Monitor exits expected: iret callouts (entry to ring 3), #GP exits for
  *          int $0x80 in direct execution (IF=1 runs), in-translator

@@ -8,7 +8,7 @@
  *          run with IOPL=0: cli, sti, in and out each raise #GP(0) (vector,
  *          error code and EIP printed), popf silently leaves IF and IOPL
  *          unchanged (EFLAGS image printed).
- * Exercises: the execution-mode decision on IOPL (docs/05-decide.md):
+ * Exercises: the execution-mode decision on IOPL (docs/02-decision.md):
  *          with IOPL=3 ring-3 code may change the virtual IF, so the
  *          monitor cannot run it directly with the real IF; with IOPL=0 it
  *          runs directly and the CPU faults on the sensitive instructions

@@ -12,10 +12,10 @@
  *          write through FS/GS; then set CR0.PE, far jump to 0x08:pe_back
  *          (32-bit), reload the segment registers and IDTR, and print what
  *          the real-mode code computed (stored at 0x0900:0000).  Done twice.
- * Exercises: the execution-mode decision on CR0.PE (docs/05-decide.md):
+ * Exercises: the execution-mode decision on CR0.PE (docs/02-decision.md):
  *          real mode and the 16-bit protected-mode transition code cannot
  *          run directly; mov to CR0 and the far jumps that reload CS
- *          (docs/04-bt.md, docs/08-emulate.md).
+ *          (docs/07-translation.md, docs/03-direct.md).
  * Monitor exits expected: callouts for mov to CR0 (PE off / on), lidt,
  *          the far jumps changing CS (mode changes), segment loads in real
  *          mode; no faults.

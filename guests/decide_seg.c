@@ -16,7 +16,8 @@
  *          whose handler path saves and reloads DS from the GDT: after the
  *          iret DS reads B (the reload made the segment reversible again).
  * Exercises: segment tracking and the "non-reversible segment" rule of
- *          the execution-mode decision (docs/05-decide.md, docs/09-segments.md):
+ *          the execution-mode decision (docs/02-decision.md,
+ *          docs/07-translation.md):
  *          while a segment register's hidden state differs from the GDT,
  *          the monitor must keep using the cached descriptor (it cannot
  *          reload it from the guest GDT), e.g. by binary-translating or by

@@ -17,10 +17,10 @@
  *          register state from the trap frame (eip, cs, eflags, esp, ss,
  *          es, ds, fs, gs, general registers) and ends the excursion; the
  *          kernel then prints the results from memory.
- * Exercises: the execution-mode decision for EFLAGS.VM (docs/05-decide.md)
+ * Exercises: the execution-mode decision for EFLAGS.VM (docs/02-decision.md)
  *          -- v86 code runs directly (or is emulated) --, the iret into
  *          v86 mode and the v86 trap frame built on the ring-0 stack from
- *          TSS.esp0 (docs/06-traps.md).
+ *          TSS.esp0 (docs/03-direct.md).
  * Monitor exits expected: the iret to v86 (callout); in v86 the #GP
  *          exits for int/cli/pushf (IOPL < 3) reflected to the guest, and
  *          for excursion A the int $0x30 itself (the monitor's IDT gate

@@ -13,8 +13,8 @@
  * to kernel memory: the #PF handler reports it and kills only that process.
  * At the end the kernel prints exit codes, system calls and switches.
  *
- * What a student sees in it, about the monitor (docs/03-direct.md,
- * docs/05-decide.md, docs/06-traps.md, docs/07-paging.md):
+ * What a student sees in it, about the monitor (docs/02-decision.md,
+ * docs/03-direct.md, docs/05-memory.md, docs/07-translation.md):
  *   - The user processes run by DIRECT EXECUTION: their loops (fib, the
  *     sieve, the checksum) are executed by the real CPU at ring 3, and the
  *     monitor does not see a single one of those instructions.

@@ -19,9 +19,9 @@
  *          read/write of a supervisor page, read of a not-present page).
  * Exercises: exception reflection into the guest IDT for faults raised in
  *          direct execution (ring 3) and in translated code (ring 0):
- *          docs/06-traps.md; precise guest EIP for faults in translated
- *          code (docs/04-bt.md); shadow page tables and guest #PF
- *          (docs/07-paging.md); the trap flag under binary translation.
+ *          docs/03-direct.md; precise guest EIP for faults in translated
+ *          code (docs/07-translation.md); shadow page tables and guest #PF
+ *          (docs/05-memory.md); the trap flag under binary translation.
  * Monitor exits expected: in direct execution (IF=1 ring-3 passes) one
  *          exception exit per test (#DE, #DB, #BP, #OF, #UD, #GP, #NP, #SS,
  *          #PF), each reflected to the guest with the error code and EIP

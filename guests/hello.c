@@ -8,9 +8,10 @@
  *          computation (CRC-32, factorials, 64-bit products, a sieve).
  *          Does not touch GDT/IDT: runs with the loader's descriptor tables.
  * Exercises: the monitor's loader/boot path and guest memory layout
- *          (docs/01-overview.md, docs/02-boot.md), binary translation of
- *          straight-line ring-0 code (docs/04-bt.md), the 16550 emulation
- *          (polled COM1 output) and the 8259 PIC emulation (lib_init).
+ *          (docs/00-overview.md, docs/01-boot-and-switch.md), binary
+ *          translation of straight-line ring-0 code (docs/07-translation.md),
+ *          the 16550 emulation (polled COM1 output) and the 8259 PIC
+ *          emulation (lib_init).
  * Monitor exits expected: port I/O callouts for COM1 (LSR polling, THR
  *          writes), the PIC programming, and the final out to 0xf4.  No
  *          faults.

@@ -11,8 +11,8 @@
  *          the SYS_EXIT call.  Several excursions, with IF=0 and IF=1.
  * Exercises: direct execution of guest user code and the switch between
  *          direct execution and binary translation on iret/interrupts
- *          (docs/03-direct.md, docs/05-decide.md), virtual IDT delivery of
- *          software interrupts (docs/06-traps.md).
+ *          (docs/03-direct.md, docs/02-decision.md), virtual IDT delivery of
+ *          software interrupts (docs/03-direct.md).
  * Monitor exits expected: #GP exits from int $0x80 in direct execution
  *          (the monitor's IDT gate 0x80 is not DPL 3), reflected to the
  *          guest IDT; callouts/emulation for the guest kernel's iret to

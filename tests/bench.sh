@@ -23,7 +23,7 @@ echo "# instructions per iteration under -icount shift=0,sleep=off; events are t
 # checks=0: translated code at ring 1 without software truncation checks
 # (unsafe where the CPU does not check segment limits); ring=3: translated
 # code at ring 3, protected by paging instead.
-ABLATIONS=${ABLATIONS:-"kernel_loop:checks=0 kernel_loop:ring=3 syscall:ring=3"}
+ABLATIONS=${ABLATIONS-"kernel_loop:checks=0 kernel_loop:ring=3 syscall:ring=3"}
 rows="$BENCHES"
 [ -n "$ABLATIONS" ] && rows="$rows $ABLATIONS"
 for row in $rows; do
