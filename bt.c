@@ -89,6 +89,7 @@ struct block {
     s16 in_head;        /* exits of other units chained to this one */
     u16 istart[MAXI];   /* TC offset where guest instruction i's own bytes start */
     u16 cend[MAXI];     /* TC offset just after instruction i's truncation check */
+    u16 bcend;          /* ... and after the check of a CALL's return-address push */
 };
 
 static void code_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);
@@ -414,9 +415,12 @@ emit_ident(struct block *b, int i, const u8 *bytes, struct insn *in, int code32)
 }
 
 /* Does an access of n bytes at sreg:off stay clear of the monitor?  If
- * not, the access is remembered for relocated execution. */
-static int win_seg;             /* the segment of the access that is not; -1: none to relocate */
-static u32 win_la;              /* its linear address */
+ * not, the access is remembered for relocated execution: up to two, in
+ * different segment registers. */
+#define NRELOC 2
+static int nwin;
+static struct { int seg; u32 la; } win[NRELOC];
+static int win_unrelocatable;   /* an offending access that cannot be relocated */
 
 static int
 clear_of_monitor(struct vcpu *v, int sreg, u32 off, u32 n, u32 amask)
@@ -424,8 +428,16 @@ clear_of_monitor(struct vcpu *v, int sreg, u32 off, u32 n, u32 amask)
     u32 la = v->seg[sreg].base + (off & amask);
     if ((u64)la + n <= VMM_BASE - MARGIN)
         return 1;
-    win_seg = sreg;
-    win_la = la;
+    for (int j = 0; j < nwin; j++)
+        if (win[j].seg == sreg)
+            return 0;
+    if (nwin < NRELOC) {
+        win[nwin].seg = sreg;
+        win[nwin].la = la;
+        nwin++;
+    } else {
+        win_unrelocatable = 1;
+    }
     return 0;
 }
 
@@ -438,17 +450,22 @@ footprint_ok(struct vcpu *v, u32 geip)
     u8 bytes[16];
     int avail;
     struct insn in;
+    nwin = 0;
+    win_unrelocatable = 0;
     if (emulate_fetch(v, geip, bytes, &avail) != OK || decode(bytes, avail, vcpu_code32(v), &in) < 0) {
         vfault.pending = 0;
+        win_unrelocatable = 1;
         return 0;
     }
     struct frame *f = &v->f;
     u32 amask = in.adsize == 2 ? 0xffff : 0xffffffff;
     u32 op = in.map == 0 ? in.op : 0x100 | in.op;
-    int seg;
+    int seg, ok = 1;
     u32 off;
     if (in.flags & D_STRING) {
-        /* Every element from ESI and/or EDI on, in DF's direction. */
+        /* The current element of each operand: one in the monitor's
+         * region is relocated.  If only later elements are, this
+         * iteration may simply run, single-stepped (nwin 0). */
         int size = (in.op & 1) ? in.opsize : 1;
         u32 count = in.rep ? f->ecx & amask : 1;
         int down = (v->eflags & EFLAGS_DF) != 0;
@@ -456,57 +473,60 @@ footprint_ok(struct vcpu *v, u32 geip)
         int dst = in.op != 0xac && in.op != 0xad;
         if (!count)
             return 1;
-        /* The current element: if it is in the monitor's region, that is
-         * the access to relocate; if only a later one is, this iteration
-         * may simply run (win_seg -1). */
-        if (src && !clear_of_monitor(v, in.seg >= 0 ? in.seg : SEG_DS, f->esi, size, amask))
+        if (src)
+            ok &= clear_of_monitor(v, in.seg >= 0 ? in.seg : SEG_DS, f->esi, size, amask);
+        if (dst)
+            ok &= clear_of_monitor(v, SEG_ES, f->edi, size, amask);
+        if (!ok)
             return 0;
-        if (dst && !clear_of_monitor(v, SEG_ES, f->edi, size, amask))
-            return 0;
-        win_seg = -1;
         u64 span = (u64)count * size;
-        if (span > 0xffffffffull)
-            return 0;
         for (int k = 0; k < 2; k++) {
             if (!(k == 0 ? src : dst))
                 continue;
             int s = k == 0 ? (in.seg >= 0 ? in.seg : SEG_DS) : SEG_ES;
             u32 start = (k == 0 ? f->esi : f->edi) & amask;
             u32 lo = down ? start + size - (u32)span : start;
-            if (amask == 0xffff) {
-                /* 16-bit offsets wrap within the segment: any of 64 KiB. */
-                if (!clear_of_monitor(v, s, 0, 0x10000, 0xffffffff))
-                    return 0;
-            } else if ((down && (u64)start + size < span) || (!down && (u64)start + span > 0x100000000ull) ||
-                       !clear_of_monitor(v, s, lo, (u32)span, amask)) {
+            int clear;
+            if (span > 0xffffffffull)
+                clear = 0;
+            else if (amask == 0xffff)
+                clear = (u64)v->seg[s].base + 0x10000 <= VMM_BASE - MARGIN;
+            else
+                clear = !((down && (u64)start + size < span) || (!down && (u64)start + span > 0x100000000ull)) &&
+                        (u64)(u32)(v->seg[s].base + lo) + span <= VMM_BASE - MARGIN;
+            if (!clear) {
+                nwin = 0;       /* a later element: step this one as it is */
                 return 0;
             }
         }
         return 1;
     }
     if (op == 0xd7)                                             /* xlat */
-        return clear_of_monitor(v, in.seg >= 0 ? in.seg : SEG_DS, f->ebx + (f->eax & 0xff), 1, amask);
+        ok &= clear_of_monitor(v, in.seg >= 0 ? in.seg : SEG_DS, f->ebx + (f->eax & 0xff), 1, amask);
     if (op == 0xc8) {                                           /* enter with nesting */
         u32 level = in.imm2 & 0x1f;
-        return clear_of_monitor(v, SEG_SS, f->esp - 4 * (level + 2), 4 * (level + 2), 0xffffffff) &&
-               clear_of_monitor(v, SEG_SS, f->ebp - 4 * level, 4 * level + 4, 0xffffffff);
+        ok &= clear_of_monitor(v, SEG_SS, f->esp - 4 * (level + 2), 4 * (level + 2), 0xffffffff);
+        ok &= clear_of_monitor(v, SEG_SS, f->ebp - 4 * level, 4 * level + 4, 0xffffffff);
     }
-    if (in.has_modrm && in.mod != 3) {
+    if (in.has_modrm && in.mod != 3 && op != 0x8d) {
         emulate_ea(v, &in, &seg, &off);
         if (op == 0x1a3 || op == 0x1ab || op == 0x1b3 || op == 0x1bb) {
             s32 bit = in.opsize == 2 ? (s16)*gpr(v, in.reg) : (s32)*gpr(v, in.reg);
             off += (u32)((bit >> 3) & ~(in.opsize - 1));
         }
-        if (!clear_of_monitor(v, seg, off, 16, amask))
-            return 0;
+        ok &= clear_of_monitor(v, seg, off, 16, amask);
     }
-    if (op >= 0xa0 && op <= 0xa3 && !clear_of_monitor(v, in.seg >= 0 ? in.seg : SEG_DS, in.imm, 16, amask))
-        return 0;
-    if ((in.flags & D_STACK) && !clear_of_monitor(v, SEG_SS, f->esp - 32, 64, 0xffffffff)) {
-        win_la = v->seg[SEG_SS].base + f->esp - 4;
-        return 0;
+    if (op >= 0xa0 && op <= 0xa3)
+        ok &= clear_of_monitor(v, in.seg >= 0 ? in.seg : SEG_DS, in.imm, 16, amask);
+    if (in.flags & D_STACK) {
+        int before = nwin;
+        if (!clear_of_monitor(v, SEG_SS, f->esp - 32, 64, 0xffffffff)) {
+            ok = 0;
+            if (nwin > before)
+                win[nwin - 1].la = v->seg[SEG_SS].base + f->esp - 4;
+        }
     }
-    return 1;
+    return ok;
 }
 
 /* ---- Relocated execution ---- */
@@ -524,23 +544,26 @@ footprint_ok(struct vcpu *v, u32 geip)
  * frames are compared before and after, like any traced write.
  * Deviation: one segment register is relocated per instruction, and only
  * the two pages from the access onwards. :*/
-#define ALIAS_SLOT 6
+#define ALIAS_SLOT 4             /* slots 4, 5: first segment; 6, 7: second */
 static struct reloc {
-    int pending;        /* the next BT step relocates */
+    int pending;        /* the next BT step relocates (or just steps unchecked) */
     int active;         /* a relocated step is running */
-    int seg;            /* -1: step unchecked, nothing relocated */
-    u32 la_page;        /* guest-linear page behind alias 0 */
+    int n;              /* relocated segment registers: 0 to NRELOC */
+    struct {
+        int seg;
+        u32 la_page;    /* guest-linear page behind this pair's first alias */
+        gpa_t pa[2];
+        u8 *old[2];     /* saved contents of a traced frame mapped writable */
+    } r[NRELOC];
     u32 geip;
-    gpa_t pa[2];
-    u8 *old[2];         /* saved contents of a traced frame mapped writable */
     int absent;         /* the sink page took a write */
 } rl;
-static u8 rl_old[2][PGSIZE] __attribute__((aligned(4)));
+static u8 rl_old[NRELOC][2][PGSIZE] __attribute__((aligned(4)));
 
 static u32
-alias_va(int k)
+alias_va(int j, int k)
 {
-    return 0xffffffffu - (NSLOTS - (ALIAS_SLOT + k)) * PGSIZE + 1;
+    return 0xffffffffu - (NSLOTS - (ALIAS_SLOT + 2 * j + k)) * PGSIZE + 1;
 }
 
 int
@@ -549,14 +572,17 @@ bt_window_pending(void)
     return rl.pending;
 }
 
-/* Ask for the instruction at v->eip to run relocated: its access through
- * segment `seg` to linear `la` lies in the monitor's region. */
-void
-bt_window_access(struct vcpu *v, int seg, u32 la)
+/* Ask for the instruction at v->eip to run relocated: the accesses
+ * footprint_ok found in the monitor's region (win[]). */
+static void
+window_access(struct vcpu *v)
 {
     rl.pending = 1;
-    rl.seg = seg;
-    rl.la_page = la & PTE_FRAME;
+    rl.n = nwin;
+    for (int j = 0; j < nwin; j++) {
+        rl.r[j].seg = win[j].seg;
+        rl.r[j].la_page = win[j].la & PTE_FRAME;
+    }
     rl.geip = v->eip;
 }
 
@@ -566,40 +592,41 @@ bt_window_access(struct vcpu *v, int seg, u32 la)
 void
 bt_window_fault(struct vcpu *v, u32 la)
 {
-    win_seg = -1;
-    if (footprint_ok(v, v->eip) || win_seg < 0) {
+    if (footprint_ok(v, v->eip) || win_unrelocatable || !nwin) {
         vm_stop(v, "the instruction at %04x:%08x touched linear %x in the monitor's region "
                 "through an access the monitor cannot relocate", v->seg[SEG_CS].sel, v->eip, la);
         return;
     }
-    bt_window_access(v, win_seg, win_la);
+    window_access(v);
 }
 
 /* A fault on an alias page during a relocated step. */
 static int
 reloc_fault(struct vcpu *v, u32 cr2, u32 err)
 {
-    int k = cr2 >= alias_va(1);
-    u32 la = rl.la_page + k * PGSIZE + (cr2 & 0xfff);
+    int idx = (cr2 - alias_va(0, 0)) >> PGSHIFT, j = idx / 2, k = idx % 2;
+    if (j >= rl.n)
+        return 0;
+    u32 la = rl.r[j].la_page + k * PGSIZE + (cr2 & 0xfff);
     gpa_t pa;
     int acc = ((err & PFE_W) ? ACC_W : 0) | (v->cpl == 3 ? ACC_U : 0);
     if (mmu_translate(v, la, acc, &pa) != OK)
         return 0;               /* the guest's own #PF, with its CR2 */
+    int w = (err & PFE_W) != 0;
     if (pa >= ram_size) {
         /* Absent memory: zeros to read; writes land in the sink, cleared after. */
         extern u8 absent_zero[], absent_sink[];
-        mmu_alias(ALIAS_SLOT + k, (u32)((err & PFE_W) ? absent_sink : absent_zero) - VMM_BASE + VMM_PHYS,
-                  (err & PFE_W) != 0);
-        rl.absent = 1;
+        mmu_alias(ALIAS_SLOT + idx, (u32)(w ? absent_sink : absent_zero) - VMM_BASE + VMM_PHYS, w);
+        rl.absent |= w;
         return 1;
     }
     pa &= PTE_FRAME;
-    if ((err & PFE_W) && trace_is_traced(pa) && !rl.old[k]) {
-        rl.old[k] = rl_old[k];
-        gpa_read(pa, rl.old[k], PGSIZE);
+    if (w && trace_is_traced(pa) && !rl.r[j].old[k]) {
+        rl.r[j].old[k] = rl_old[j][k];
+        gpa_read(pa, rl.r[j].old[k], PGSIZE);
     }
-    rl.pa[k] = pa;
-    mmu_alias(ALIAS_SLOT + k, ram_base + pa, (err & PFE_W) != 0);
+    rl.r[j].pa[k] = pa;
+    mmu_alias(ALIAS_SLOT + idx, ram_base + pa, w);
     return 1;
 }
 
@@ -607,23 +634,25 @@ reloc_fault(struct vcpu *v, u32 cr2, u32 err)
 static void
 reloc_finish(struct vcpu *v)
 {
-    for (int k = 0; k < 2; k++) {
-        mmu_alias(ALIAS_SLOT + k, 0, 0);
-        if (!rl.old[k])
-            continue;
-        static u8 now[PGSIZE];
-        gpa_read(rl.pa[k], now, PGSIZE);
-        for (u32 off = 0; off < PGSIZE; off++) {
-            if (now[off] == rl.old[k][off])
+    for (int j = 0; j < NRELOC; j++)
+        for (int k = 0; k < 2; k++) {
+            mmu_alias(ALIAS_SLOT + 2 * j + k, 0, 0);
+            u8 *old = rl.r[j].old[k];
+            if (!old)
                 continue;
-            u32 end = off;
-            while (end < PGSIZE && now[end] != rl.old[k][off + (end - off)])
-                end++;
-            trace_notify(v, rl.pa[k] + off, end - off, rl.old[k] + off, now + off);
-            off = end;
+            static u8 now[PGSIZE];
+            gpa_read(rl.r[j].pa[k], now, PGSIZE);
+            for (u32 off = 0; off < PGSIZE; off++) {
+                if (now[off] == old[off])
+                    continue;
+                u32 end = off;
+                while (end < PGSIZE && now[end] != old[end])
+                    end++;
+                trace_notify(v, rl.r[j].pa[k] + off, end - off, old + off, now + off);
+                off = end;
+            }
+            rl.r[j].old[k] = NULL;
         }
-        rl.old[k] = NULL;
-    }
     if (rl.absent) {
         extern u8 absent_sink[];
         memset(absent_sink, 0, PGSIZE);
@@ -725,6 +754,7 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max)
                         check_stack(&c, 4, -4);             /* the return address push */
                         emit_check(&c);
                     }
+                    b->bcend = emit_p - base;
                     emit1(0x68);
                     if (code32)
                         emit4(next);
@@ -976,7 +1006,7 @@ check_fired(struct vcpu *v, int code32)
             return 0;
         b = &blocks[rec >> 2];
         i = r[4];
-        if ((rec >> 2) > MAXBLOCKS || i >= b->ninsn)
+        if ((rec >> 2) > MAXBLOCKS || i > b->ninsn)
             panic("check callout with a bad record %x", rec);
     } else {
         b = find_block(code32, off);
@@ -984,7 +1014,9 @@ check_fired(struct vcpu *v, int code32)
             return 0;
         for (i = 0; i < b->ninsn && off - b->tc >= b->tend[i]; i++)
             ;
-        if (i == b->ninsn || off - b->tc >= b->istart[i])
+        if (i == b->ninsn && !(b->term == TERM_BRANCH && off - b->tc < b->bcend))
+            return 0;
+        if (i < b->ninsn && off - b->tc >= b->istart[i])
             return 0;                   /* the guest's own BOUND: its #BR */
         f->eax = tcdata.save_eax;
         f->ecx = tcdata.save_ecx;
@@ -993,17 +1025,44 @@ check_fired(struct vcpu *v, int code32)
     v->st.checks_tripped++;
     u32 save_eip = v->eip;
     v->eip = geip;
-    win_seg = -1;
     int ok = footprint_ok(v, geip);
     if (!ok) {
+        if (win_unrelocatable) {
+            vm_stop(v, "the instruction at %04x:%08x reaches the monitor's region through more "
+                    "than two segment registers: not supported", v->seg[SEG_CS].sel, geip);
+            return 0;
+        }
         /* Leave translated code; the next step runs it relocated. */
-        bt_window_access(v, win_seg, win_la);
+        window_access(v);
         f->trapno = T_RELOC;
         return 0;
     }
     v->eip = save_eip;
-    f->eip = (code32 ? (u32)tc : 0) + b->tc + b->cend[i];
+    f->eip = (code32 ? (u32)tc : 0) + b->tc + (i == b->ninsn ? b->bcend : b->cend[i]);
     return 1;
+}
+
+/* A check fired inside a relocated step.  Its footprint was verified
+ * before the step (every access in the monitor's region is relocated),
+ * so a checking callout just lets the instruction run; a #BR from one of
+ * our BOUNDs means an access the footprint did not foresee: stop. */
+static int
+relocated_check(struct vcpu *v, struct block *b)
+{
+    struct frame *f = &v->f;
+    u32 off = (b->code32 ? f->eip - (u32)tc : f->eip) - b->tc;
+    if (f->trapno == T_CALLOUT) {
+        u8 *r = cache_of(b->code32) + b->tc + off;
+        if ((r[0] & 3) != 3)
+            return 0;
+        f->eip += 5;
+        return 1;
+    }
+    if (b->ninsn && off < b->istart[0]) {
+        vm_stop(v, "relocated instruction at %08x made an access the monitor did not foresee", v->eip);
+        return 0;
+    }
+    return 0;                   /* the guest's own BOUND */
 }
 
 /* Enter unit b and run until the guest exits for something the monitor
@@ -1033,16 +1092,20 @@ run_block(struct vcpu *v, struct block *b, int step)
             hw_sel[s] = shadow_hw_selector(v, s);
         hw_gen = v->seg_gen;
     }
-    if (rl.active && rl.seg >= 0) {
-        /* Re-base the relocated segment so its access lands on the aliases. */
-        struct seg *sg = &v->seg[rl.seg];
-        u32 attr = (sg->attr | SEG_S | SEG_P | STA_A) & ~(3u << 5);
-        if (rl.seg == SEG_CS)
-            attr |= STA_R;
-        else if (rl.seg == SEG_SS || sg->mode != SM_PROT)
-            attr = (attr & ~(STA_X | STA_E)) | STA_W;
-        vmm_gdt[GDT_CACHED + rl.seg] = desc_make(sg->base + alias_va(0) - rl.la_page, 0xffffffff,
+    if (rl.active) {
+        /* Re-base each relocated segment so its access lands on its
+         * aliases, and let its checks pass there (H:050). */
+        for (int j = 0; j < rl.n; j++) {
+            int sr = rl.r[j].seg;
+            struct seg *sg = &v->seg[sr];
+            u32 attr = (sg->attr | SEG_S | SEG_P | STA_A) & ~(3u << 5);
+            if (sr == SEG_CS)
+                attr |= STA_R;
+            else if (sr == SEG_SS || sg->mode != SM_PROT)
+                attr = (attr & ~(STA_X | STA_E)) | STA_W;
+            vmm_gdt[GDT_CACHED + sr] = desc_make(sg->base + alias_va(j, 0) - rl.r[j].la_page, 0xffffffff,
                                                  attr | (bt_ring << 5));
+        }
         hw_gen = ~0u;
     }
     f->ss = hw_sel[SEG_SS];
@@ -1054,6 +1117,9 @@ run_block(struct vcpu *v, struct block *b, int step)
     tcdata.sel_cs = hw_sel[SEG_CS];
     for (int s = 0; s < NSEG; s++)
         tcdata.bias[s] = v->seg[s].base + 0x80000000u;
+    if (rl.active)
+        for (int j = 0; j < rl.n; j++)
+            tcdata.bias[rl.r[j].seg] = v->seg[rl.r[j].seg].base + 0x80000000u - rl.r[j].la_page;
     tcdata.bnd[0] = (s32)0x80000000;
     tcdata.bnd[1] = (s32)(0x80000000u + VMM_BASE - MARGIN - 1);
     if (bt_checks && !b->code32)
@@ -1071,14 +1137,31 @@ run_block(struct vcpu *v, struct block *b, int step)
         lcr3(cr3);
     v->st.bt_entries++;
     u32 esp_hi = f->esp & 0xffff0000;
+    int at_insn = 0;
     for (;;) {
         vm_enter(f);
         v->st.traps[f->trapno & 0xff]++;
-        if (rl.active && f->trapno == T_PF && rcr2() - alias_va(0) < 2 * PGSIZE) {
+        if (step && f->trapno == T_DB && !trace_in_flight() && b->ninsn == 1) {
+            /* Single-stepping one guest instruction: traps after the
+             * check and the FS swap that precede it are not the guest's.
+             * The instruction is done once EIP has passed it - or, for a
+             * REP string instruction, has come back to it once more. */
+            u32 off = (b->code32 ? f->eip - (u32)tc : f->eip) - b->tc;
+            if (off < b->istart[0] || (off == b->istart[0] && !at_insn)) {
+                at_insn = off == b->istart[0];
+                ldr6(0);
+                continue;
+            }
+        }
+        if (rl.active && f->trapno == T_PF && rcr2() - alias_va(0, 0) < 2 * NRELOC * PGSIZE) {
             if (reloc_fault(v, rcr2(), f->err))
                 continue;
             break;              /* the guest's #PF is pending */
         }
+        if (rl.active && (f->trapno == T_CALLOUT || f->trapno == T_BR) && relocated_check(v, b))
+            continue;
+        if (v->stop_reason)
+            return;
         if (!rl.active && (f->trapno == T_CALLOUT || f->trapno == T_BR) && check_fired(v, b->code32))
             continue;
         if (v->stop_reason)
@@ -1225,8 +1308,9 @@ bt_step(struct vcpu *v)
         exit_block(v, b);
 }
 
-/* Run the instruction at v->eip once, alone, single-stepped, unchecked,
- * and relocated if rl.seg says so. */
+/* Run the instruction at v->eip once, alone, single-stepped, with the
+ * segments in rl.r[] relocated (none: just this one step, for a string
+ * instruction whose later elements reach the monitor's region). */
 static void
 relocated_step(struct vcpu *v)
 {
@@ -1239,12 +1323,9 @@ relocated_step(struct vcpu *v)
     }
     if (tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE)
         bt_flush("full");
-    int checks = bt_checks;
-    bt_checks = 0;
     tc_open();
     struct block *b = translate(v, pa, &blocks[STEP_BLOCK], 1);
     tc_close();
-    bt_checks = checks;
     if (!b) {
         emulate_deliver_pending(v);
         return;

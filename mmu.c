@@ -427,7 +427,8 @@ mmu_init(void)
 void
 mmu_alias(int slot, hpa_t pa, int writable)
 {
-    vmm_pt[1024 - NSLOTS + slot] = pa ? (pa & PTE_FRAME) | PTE_P | (writable ? PTE_W : 0) : 0;
+    vmm_pt[1024 - NSLOTS + slot] = pa ? (pa & PTE_FRAME) | PTE_P | (writable ? PTE_W : 0) |
+                                        (bt_ring == 3 ? PTE_U : 0) : 0;
     slot_frame[slot] = 0;
     invlpg(SLOT_VA(slot));
 }

@@ -304,7 +304,6 @@ void bt_init(void);
 void bt_run(struct vcpu *v);
 void bt_flush(const char *why);
 int bt_window_pending(void);
-void bt_window_access(struct vcpu *v, int seg, u32 la);
 void bt_window_fault(struct vcpu *v, u32 la);
 
 /* ---- dev.c: virtual devices ---- */

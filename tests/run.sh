@@ -35,6 +35,7 @@ decisions() {
     paging)      echo "direct|CPL!=3" ;;
     decide_pe)   echo "CR0.PE=0|CPL!=3" ;;
     memprot|cow|smc|absent|bigpage) echo "direct|CPL!=3" ;;
+    topmap)      echo "direct|CPL!=3|access to the monitor's region" ;;
     esac
 }
 
@@ -46,6 +47,7 @@ mechanism() {
     cow)     echo "^stat traces .* pt=[1-9]" ;;
     memprot) echo "^stat pagefaults hidden=[1-9][0-9]* true=[1-9]" ;;
     paging)  echo "^stat pagefaults hidden=[1-9][0-9]* true=[1-9]" ;;
+    topmap)  echo "^stat checks .* relocated=[1-9]" ;;
     esac
 }
 
@@ -85,7 +87,7 @@ for g in $(make -s guest-list); do
         if [ -n "$missing" ]; then
             bad "$g: equivalent, but the decision never chose:$missing"
         else
-            ok "$g (status $ns, $(wc -l <"$out/$g.native.com1") lines$(decisions "$g" | sed "s/^./; decided &/; s/|/ and /"))"
+            ok "$g (status $ns, $(wc -l <"$out/$g.native.com1") lines$(decisions "$g" | sed "s/^./; decided &/; s/|/ and /g"))"
         fi
     else
         bad "$g: native status $ns, monitor status $vs"
