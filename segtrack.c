@@ -216,7 +216,11 @@ segtrack_reversible(struct vcpu *v, int sreg)
     if ((s->sel & ~3u) == 0)
         return sreg != SEG_CS && sreg != SEG_SS && !(s->attr & SEG_P);
     struct desc d;
-    if (segtrack_read_desc(v, s->sel, &d, NULL) != OK) {
+    /* The decision has just refreshed the shadow GDT: its copy of the
+     * guest's table is the guest's table now. */
+    if (!(s->sel & ERR_TI) && shadow_guest_desc(s->sel, &d))
+        ;
+    else if (segtrack_read_desc(v, s->sel, &d, NULL) != OK) {
         vfault.pending = 0;     /* unreadable table: not reversible */
         return 0;
     }

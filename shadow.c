@@ -76,13 +76,20 @@ shadow_sync_gdt(struct vcpu *v)
     if (n > GDT_VMM_FIRST)
         n = GDT_VMM_FIRST;
     v->st.gdt_syncs++;
-    for (u32 i = 0; i < n; i++) {
-        struct desc d;
-        if (i == 0 || vmem_read(v, v->gdtr.base + i * 8, &d, 8, ACC_SYS) != OK) {
-            vfault.pending = 0;
-            d.lo = d.hi = 0;
+    /* One read of the whole table (a page walk per page, not per entry). */
+    if (n && vmem_read(v, v->gdtr.base, guest_copy, n * 8, ACC_SYS) != OK) {
+        vfault.pending = 0;
+        for (u32 i = 0; i < n; i++) {
+            if (vmem_read(v, v->gdtr.base + i * 8, &guest_copy[i], 8, ACC_SYS) != OK) {
+                vfault.pending = 0;
+                guest_copy[i].lo = guest_copy[i].hi = 0;
+            }
         }
-        guest_copy[i] = d;
+    }
+    for (u32 i = 0; i < n; i++) {
+        struct desc d = guest_copy[i];
+        if (i == 0)
+            guest_copy[0].lo = guest_copy[0].hi = d.lo = d.hi = 0;
         if ((desc_attr(d) & SEG_S) && i) {
             vmm_gdt[i] = shadow_truncate(d, 1);
             shadowed[i] = 1;

@@ -604,6 +604,16 @@ vmm_main(u32 magic, u32 mbi_pa)
         run(v);
 
     cprintf("vmm: guest stopped: %s\n", v->stop_reason);
+    /* The instruction it stopped at, as bytes, for the report. */
+    u8 bytes[16];
+    int avail;
+    if (emulate_fetch(v, v->eip, bytes, &avail) == OK) {
+        cprintf("vmm: at %04x:%08x:", v->seg[SEG_CS].sel, v->eip);
+        for (int i = 0; i < avail && i < 15; i++)
+            cprintf(" %02x", bytes[i]);
+        cprintf("\n");
+    }
+    vfault.pending = 0;
     vcpu_dump(v);
     vmm_stats(v);
     vmm_integrity();
