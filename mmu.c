@@ -179,7 +179,7 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
         if ((user && !(pde & PTE_U)) || (write && !may_write))
             return raise_pf(v, la, err | PFE_P);
         u32 npde = pde | PTE_A | (write ? PTE_D : 0);
-        if (npde != pde)
+        if (npde != pde && !(acc & ACC_PEEK))
             gpa_write32(pdea, npde);
         w->pa = (pde & 0xffc00000) | (la & 0x3fffff);
         w->writable = may_write;
@@ -188,7 +188,7 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
         w->big = 1;
         return OK;
     }
-    if (!(pde & PTE_A))
+    if (!(pde & PTE_A) && !(acc & ACC_PEEK))
         gpa_write32(pdea, pde |= PTE_A);
     gpa_t ptea = (pde & PTE_FRAME) + ((la >> PGSHIFT) & 0x3ff) * 4;
     u32 pte = gpa_read32(ptea);
@@ -199,7 +199,7 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
     if ((user && !(both & PTE_U)) || (write && !may_write))
         return raise_pf(v, la, err | PFE_P);
     u32 npte = pte | PTE_A | (write ? PTE_D : 0);
-    if (npte != pte)
+    if (npte != pte && !(acc & ACC_PEEK))
         gpa_write32(ptea, npte);
     w->pa = (pte & PTE_FRAME) | (la & 0xfff);
     w->writable = may_write;

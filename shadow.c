@@ -18,11 +18,10 @@
  * register: the hidden part of a virtual segment register that is not
  * reversible (segtrack.c), or simply the one translated code uses.
  *
- * Deviation: first form.  The whole shadow GDT is refreshed from the
- * guest's each time direct execution is about to start, instead of being
- * kept coherent by write traces; the LDT is not shadowed, so a segment
- * register holding an LDT selector keeps the guest in translation;
- * expand-down segments are not truncated.
+ * The shadow is kept coherent with write traces on the guest's GDT pages
+ * (H:015) and refreshed whole when it may be stale.  Deviation: the LDT
+ * is not shadowed, so a segment register holding an LDT selector keeps
+ * the guest in translation; expand-down segments are not truncated.
  *
  * Hardware:   SDM Vol. 3A §3.4.5 (Segment Descriptors), §3.5.1 (Segment
  *             Descriptor Tables).
@@ -35,7 +34,8 @@
  * hardware loads the shadow of exactly these in direct execution.
  * Written only here. */
 static struct desc guest_copy[GDT_VMM_FIRST];
-static u8 shadowed[GDT_VMM_FIRST];      /* 1 if vmm_gdt[i] is a shadow of guest_copy[i] */
+static u8 shadowed[GDT_VMM_FIRST];
+static void gdt_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);      /* 1 if vmm_gdt[i] is a shadow of guest_copy[i] */
 static u32 nsynced;                     /* entries refreshed last time */
 
 void
@@ -44,6 +44,7 @@ shadow_init(void)
     memset(guest_copy, 0, sizeof guest_copy);
     memset(shadowed, 0, sizeof shadowed);
     nsynced = 0;
+    trace_register(TR_DESC, gdt_written);
 }
 
 /*H:010 Truncation.  A segment that would reach the monitor's 4 MiB gets
@@ -68,10 +69,67 @@ shadow_truncate(struct desc d, int ring)
     return desc_make(base, limit, attr);
 }
 
-/* Refresh the shadow GDT from the guest's. */
+/*H:015 Keeping the shadow GDT coherent.  The guest-physical frames
+ * that hold the guest's GDT carry TR_DESC traces (trace.c): a write to
+ * them, by either engine or by the monitor itself (an accessed bit),
+ * marks the shadow stale.  Before direct execution the shadow is
+ * refreshed only if it is stale, if the guest loaded another table, or if
+ * its page tables now map the table's linear range to other frames. :*/
+#define GDT_MAX_PAGES 17
+static gpa_t gdt_frames[GDT_MAX_PAGES];
+static int ngdt_frames;
+static u32 synced_base, synced_limit;
+static int gdt_stale = 1;
+
+static void
+gdt_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
+{
+    gdt_stale = 1;
+}
+
+/* The frames behind the guest GDT's linear range now; 0 if some page is
+ * not mapped. */
+static int
+gdt_frames_now(struct vcpu *v, gpa_t *frames, int *nf)
+{
+    u32 first = v->gdtr.base & PTE_FRAME, last = (v->gdtr.base + v->gdtr.limit) & PTE_FRAME;
+    *nf = 0;
+    for (u32 la = first;; la += PGSIZE) {
+        gpa_t pa;
+        if (*nf == GDT_MAX_PAGES || mmu_translate(v, la, ACC_SYS | ACC_PEEK, &pa) != OK) {
+            vfault.pending = 0;
+            return 0;
+        }
+        frames[(*nf)++] = pa & PTE_FRAME;
+        if (la == last)
+            break;
+    }
+    return 1;
+}
+
+/* Refresh the shadow GDT from the guest's, if it may differ. */
 void
 shadow_sync_gdt(struct vcpu *v)
 {
+    gpa_t now[GDT_MAX_PAGES];
+    int nnow;
+    int mapped = gdt_frames_now(v, now, &nnow);
+    if (!gdt_stale && mapped && v->gdtr.base == synced_base && v->gdtr.limit == synced_limit &&
+        nnow == ngdt_frames && !memcmp(now, gdt_frames, nnow * sizeof now[0]))
+        return;
+    for (int i = 0; i < ngdt_frames; i++)
+        trace_remove(gdt_frames[i], TR_DESC);
+    ngdt_frames = 0;
+    if (mapped) {
+        for (int i = 0; i < nnow; i++) {
+            trace_add(v, now[i], TR_DESC);
+            gdt_frames[i] = now[i];
+        }
+        ngdt_frames = nnow;
+    }
+    synced_base = v->gdtr.base;
+    synced_limit = v->gdtr.limit;
+    gdt_stale = !mapped;        /* a table not fully mapped is read afresh each time */
     u32 n = (v->gdtr.limit + 1) / 8;
     if (n > GDT_VMM_FIRST)
         n = GDT_VMM_FIRST;
@@ -132,7 +190,8 @@ shadow_has(struct vcpu *v, int sreg)
 void
 shadow_gdt_changed(struct vcpu *v)
 {
-    (void)v;    /* first form: the next refresh reads the new table */
+    (void)v;
+    gdt_stale = 1;              /* LGDT: the next refresh reads the new table */
 }
 
 /*H:020 Cached descriptors.  Translated code runs at ring 1 with DS, ES,

@@ -218,6 +218,7 @@ int gpa_write(gpa_t pa, const void *buf, u32 n);
 #define ACC_U 2         /* the access is made at CPL 3 */
 #define ACC_X 4         /* instruction fetch */
 #define ACC_SYS 8       /* implicit supervisor access (descriptor tables, TSS) */
+#define ACC_PEEK 16     /* the monitor looking: no Accessed or Dirty updates */
 int mmu_translate(struct vcpu *v, gva_t la, int acc, gpa_t *pa);
 int vmem_read(struct vcpu *v, gva_t la, void *buf, u32 n, int acc);
 int vmem_write(struct vcpu *v, gva_t la, const void *buf, u32 n, int acc);
