@@ -522,8 +522,8 @@ footprint_ok(struct vcpu *v, u32 geip)
         int before = nwin;
         if (!clear_of_monitor(v, SEG_SS, f->esp - 32, 64, 0xffffffff)) {
             ok = 0;
-            if (nwin > before)
-                win[nwin - 1].la = v->seg[SEG_SS].base + f->esp - 4;
+            if (nwin > before)        /* the aliases start at the lowest byte PUSHA may write */
+                win[nwin - 1].la = v->seg[SEG_SS].base + f->esp - 32;
         }
     }
     return ok;
@@ -616,7 +616,8 @@ reloc_fault(struct vcpu *v, u32 cr2, u32 err)
     if (pa >= ram_size) {
         /* Absent memory: zeros to read; writes land in the sink, cleared after. */
         extern u8 absent_zero[], absent_sink[];
-        mmu_alias(ALIAS_SLOT + idx, (u32)(w ? absent_sink : absent_zero) - VMM_BASE + VMM_PHYS, w);
+        mmu_alias(ALIAS_SLOT + idx, w ? (u32)absent_sink - VMM_BASE + VMM_PHYS :
+                                    pa >= 0xfffc0000u ? pa & PTE_FRAME : (u32)absent_zero - VMM_BASE + VMM_PHYS, w);
         rl.absent |= w;
         return 1;
     }

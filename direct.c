@@ -158,12 +158,19 @@ direct_run(struct vcpu *v)
     case T_EMULATE:
         emulate_one(v);
         return;
-    case T_RELOC:
-        /* An access to the monitor's top 4 MiB, where the guest has a
-         * mapping of its own: this one instruction runs translated and
-         * relocated (bt.c, H:050). */
-        bt_window_fault(v, rcr2());
+    case T_RELOC: {
+        /* An access to the monitor's top 4 MiB, where the guest may have
+         * a mapping of its own: this one instruction runs translated and
+         * relocated (bt.c, H:050).  A fault fetching the instruction
+         * itself needs nothing more: code there is always translated
+         * (vmm_decide), and the translator fetches it through the guest's
+         * own tables. */
+        u32 la = rcr2(), pc = v->seg[SEG_CS].base + v->eip;
+        if (la - pc < 16)
+            return;
+        bt_window_fault(v, la);
         return;
+    }
     case T_CALLOUT:
         /* With translated code at ring 3 the callout gate is open to
          * ring 3: this is the guest's own `int $0x40`.  Emulate it from
@@ -172,9 +179,12 @@ direct_run(struct vcpu *v)
         emulate_one(v);
         return;
     case T_GP:
+    case T_NP:
+        /* #NP: a shadow entry kept absent until its accessed bit is set
+         * (shadow.c); the emulator loads the guest's descriptor. */
         if (emulate_one(v) != NOT_EMULATED)
             return;
-        raise_fault(v, T_GP, f->err);
+        raise_fault(v, f->trapno, f->err);
         break;
     case T_PF:
         break;                          /* the guest's #PF is pending (mmu.c) */

@@ -99,10 +99,17 @@ reg_set(struct vcpu *v, int n, int size, u32 val)
 
 /* ---- Memory through segments ---- */
 
+/* QEMU makes the stack accesses of far CALL, far RET and IRET as
+ * supervisor accesses whatever the CPL (its helpers use the "kernel" MMU
+ * index), so a page fault there has U/S = 0 in its error code.  Bare QEMU
+ * is what guests are compared with, so the emulator does the same while
+ * far_stack is set.  (A real CPU would report U/S = 1 at CPL 3.) */
+static int far_stack;
+
 static int
 acc_cpl(struct vcpu *v)
 {
-    return v->cpl == 3 ? ACC_U : 0;
+    return v->cpl == 3 && !far_stack ? ACC_U : 0;
 }
 
 /* Check an access of n bytes at sreg:off against the hidden descriptor
@@ -524,6 +531,8 @@ emulate_deliver_pending(struct vcpu *v)
             return r;
         struct fault next = vfault;
         vfault.pending = 0;
+        if (next.vector == T_PF)
+            v->cr2 = next.cr2;  /* CR2 is written when a #PF is detected, even one that becomes #DF */
         if (cur.vector == T_DF) {
             v->stop_status = EXIT_TRIPLE;
             vm_stop(v, "triple fault (vector %d while delivering #DF)", next.vector);
@@ -588,8 +597,19 @@ check_far_target(struct vcpu *v, u16 sel, struct desc *cd)
     return OK;
 }
 
+static int far_transfer1(struct vcpu *v, struct insn *in, u16 sel, u32 off, int call, u32 next);
+
 static int
 far_transfer(struct vcpu *v, struct insn *in, u16 sel, u32 off, int call, u32 next)
+{
+    far_stack = 1;
+    int r = far_transfer1(v, in, sel, off, call, next);
+    far_stack = 0;
+    return r;
+}
+
+static int
+far_transfer1(struct vcpu *v, struct insn *in, u16 sel, u32 off, int call, u32 next)
 {
     int size = in->opsize;
     if (!(v->cr0 & CR0_PE) || (v->eflags & EFLAGS_VM)) {
@@ -812,10 +832,21 @@ emu_ret(struct vcpu *v, struct insn *in, u32 next)
     return OK;
 }
 
+static int emu_retf1(struct vcpu *v, struct insn *in);
+
 static int
 emu_retf(struct vcpu *v, struct insn *in, u32 next)
 {
     (void)next;
+    far_stack = 1;
+    int r = emu_retf1(v, in);
+    far_stack = 0;
+    return r;
+}
+
+static int
+emu_retf1(struct vcpu *v, struct insn *in)
+{
     int size = in->opsize;
     u32 imm = in->op == 0xca ? in->imm & 0xffff : 0;
     u32 eip, cs;
@@ -834,7 +865,10 @@ static int
 emu_iret(struct vcpu *v, struct insn *in, u32 next)
 {
     (void)next;
-    return do_iret(v, in);
+    far_stack = 1;
+    int r = do_iret(v, in);
+    far_stack = 0;
+    return r;
 }
 
 static int

@@ -22,7 +22,8 @@
  * The shadows are a cache kept across guest CR3 switches, made coherent
  * with the guest's page tables by write traces (trace.c); 4 MiB pages are
  * shadowed by tables of 4 KiB entries.  Guest-physical addresses beyond
- * RAM read as zeros and swallow writes, as on bare QEMU.
+ * RAM read as zeros and swallow writes, as on bare QEMU, except the BIOS
+ * ROM at the top of the physical space, which reads as the host's.
  *
  * Hardware:   SDM Vol. 3A §4.3 (32-Bit Paging), §4.7 (Page-Fault
  *             Exceptions), §4.8 (Accessed and Dirty Flags), §4.10.4
@@ -88,9 +89,17 @@ hpa_write(hpa_t pa, const void *buf, u32 n)
 /* Guest-physical memory is [0, ram_size) at host ram_base.  Reads beyond
  * it see zeros and writes vanish, as on bare QEMU's PC, where nothing
  * answers there. */
+/* The PC's BIOS ROM sits at the top of the physical space on bare QEMU
+ * too; the guest sees the host's, read-only. */
+#define ROM_BASE 0xfffc0000u
+
 int
 gpa_read(gpa_t pa, void *buf, u32 n)
 {
+    if (pa >= ROM_BASE && n <= 0u - pa) {
+        hpa_read(pa, buf, n);
+        return OK;
+    }
     if (pa >= ram_size || n > ram_size - pa) {
         memset(buf, 0, n);
         return OK;
@@ -537,8 +546,9 @@ mmu_page_fault(struct vcpu *v, u32 la, u32 hwerr)
     u32 *spte = &pt[(la >> PGSHIFT) & 0x3ff];
     if (w.pa >= ram_size) {
         /* Absent memory: read-only zeros; a write goes, for one
-         * instruction, to a sink page that is cleared afterwards. */
-        *spte = V2P(absent_zero) | PTE_P | PTE_U;
+         * instruction, to a sink page that is cleared afterwards.  The
+         * BIOS ROM at the top reads as the host's own ROM. */
+        *spte = (w.pa >= ROM_BASE ? w.pa & PTE_FRAME : V2P(absent_zero)) | PTE_P | PTE_U;
         invlpg(la);
         v->st.hidden_pf++;
         if (acc & ACC_W)

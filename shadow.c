@@ -148,9 +148,17 @@ shadow_sync_gdt(struct vcpu *v)
         struct desc d = guest_copy[i];
         if (i == 0)
             guest_copy[0].lo = guest_copy[0].hi = d.lo = d.hi = 0;
-        if ((desc_attr(d) & SEG_S) && i) {
+        if ((desc_attr(d) & SEG_S) && (desc_attr(d) & STA_A) && i) {
             vmm_gdt[i] = shadow_truncate(d, 1);
             shadowed[i] = 1;
+        } else if ((desc_attr(d) & SEG_S) && i) {
+            /* Accessed bit clear: the CPU would write it into the guest's
+             * table on the first load, which may fault (a read-only GDT).
+             * Not present in the shadow, so that load traps and the
+             * monitor does it (emulate.c), accessed bit and all. */
+            vmm_gdt[i] = shadow_truncate(d, 1);
+            vmm_gdt[i].hi &= ~(SEG_P << 8);
+            shadowed[i] = 0;
         } else {
             vmm_gdt[i].lo = vmm_gdt[i].hi = 0;
             shadowed[i] = 0;

@@ -36,6 +36,7 @@ decisions() {
     decide_pe)   echo "CR0.PE=0|CPL!=3" ;;
     memprot|cow|smc|absent|bigpage) echo "direct|CPL!=3" ;;
     topmap)      echo "direct|CPL!=3|access to the monitor's region" ;;
+    isolation)   echo "direct|CPL!=3|access to the monitor's region" ;;
     esac
 }
 
