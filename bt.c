@@ -1283,6 +1283,27 @@ exit_block(struct vcpu *v, struct block *entered)
     /* A host interrupt: nothing to do for the guest yet. */
 }
 
+/* Translate the one instruction at the guest's CS:EIP into the
+ * single-step unit; NULL (with the fault delivered) if it cannot be
+ * fetched. */
+static struct block *
+translate_step(struct vcpu *v)
+{
+    gpa_t pa;
+    if (mmu_translate(v, v->seg[SEG_CS].base + v->eip, ACC_X | (v->cpl == 3 ? ACC_U : 0), &pa) != OK) {
+        emulate_deliver_pending(v);
+        return NULL;
+    }
+    if (tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE)
+        bt_flush("full");
+    tc_open();
+    struct block *b = translate(v, pa, &blocks[STEP_BLOCK], 1);
+    tc_close();
+    if (!b)
+        emulate_deliver_pending(v);
+    return b;
+}
+
 /* TF is set: run exactly one guest instruction, then deliver #DB. */
 static void
 bt_step(struct vcpu *v)
@@ -1290,20 +1311,9 @@ bt_step(struct vcpu *v)
     int r = emulate_one(v);
     if (r != NOT_EMULATED)
         return;
-    gpa_t pa;
-    if (mmu_translate(v, v->seg[SEG_CS].base + v->eip, ACC_X | (v->cpl == 3 ? ACC_U : 0), &pa) != OK) {
-        emulate_deliver_pending(v);
+    struct block *b = translate_step(v);
+    if (!b)
         return;
-    }
-    if (tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE)
-        bt_flush("full");
-    tc_open();
-    struct block *b = translate(v, pa, &blocks[STEP_BLOCK], 1);
-    tc_close();
-    if (!b) {
-        emulate_deliver_pending(v);
-        return;
-    }
     run_block(v, b, 1);
     if (!v->stop_reason)
         exit_block(v, b);
@@ -1317,20 +1327,9 @@ relocated_step(struct vcpu *v)
 {
     rl.pending = 0;
     v->st.relocated++;
-    gpa_t pa;
-    if (mmu_translate(v, v->seg[SEG_CS].base + v->eip, ACC_X | (v->cpl == 3 ? ACC_U : 0), &pa) != OK) {
-        emulate_deliver_pending(v);
+    struct block *b = translate_step(v);
+    if (!b)
         return;
-    }
-    if (tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE)
-        bt_flush("full");
-    tc_open();
-    struct block *b = translate(v, pa, &blocks[STEP_BLOCK], 1);
-    tc_close();
-    if (!b) {
-        emulate_deliver_pending(v);
-        return;
-    }
     if (b->ninsn != 1) {
         /* Not an IDENT instruction: the emulator reaches any address
          * through the guest's own tables. */

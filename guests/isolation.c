@@ -2212,6 +2212,172 @@ static void a6(void)
 }
 
 /* ------------------------------------------------------------------------
+ * a7: QEMU's far-transfer stack accesses, and a scan of the region.
+ *
+ * QEMU's TCG makes the stack accesses of far CALL, far RET and IRET with
+ * supervisor rights even at CPL 3 (its seg_helper.c: "add a is_user flag
+ * to have proper security support"): a ring-3 lcall whose ESP points at a
+ * supervisor page writes it.  Bare QEMU is the reference, so the guest
+ * expects what bare QEMU does.  In direct execution SGDT shows the
+ * hardware GDTR; the lret/lcall below aim ESP at GDTR.base + 8 * 8176..
+ * which on bare QEMU (big GDT loaded) is the guest's own table.
+ * ------------------------------------------------------------------------ */
+volatile struct dtr a7_gdtr;
+extern char a7_target[];
+uint32_t a7_lcall(uint32_t off);
+uint32_t a7_lret(uint32_t off);
+uint32_t a7_iret_at(uint32_t esp);
+__asm__(".text\n"
+        ".globl a7_lcall, a7_target, a7_lret, a7_iret_at\n"
+        "a7_lcall:\n\t"
+        "pushl %ebx\n\t"
+        "movl 8(%esp), %ebx\n\t"
+        "sgdt a7_gdtr\n\t"
+        "movl a7_gdtr+2, %eax\n\t"
+        "addl %ebx, %eax\n\t"
+        "movl $a7_target, fp_go\n\t"
+        "movw g_cs, %cx\n\t"
+        "movw %cx, fp_go+4\n\t"
+        "movl %esp, c_sp\n\t"
+        "movl $0, c_out\n\t"
+        "movl $1f, c_site\n\t"
+        "movl $0, c_site2\n\t"
+        "movl $2f, c_resume\n\t"
+        "movl $1, c_armed\n\t"
+        "movl %eax, %esp\n"
+        "1:\tlcall *fp_go\n"
+        "a7_target:\n\t"
+        "movl %esp, o_esp\n"
+        "2:\tmovl c_sp, %esp\n\t"
+        "popl %ebx\n\t"
+        "ret\n"
+        "a7_lret:\n\t"
+        "pushl %ebx\n\t"
+        "movl 8(%esp), %ebx\n\t"
+        "sgdt a7_gdtr\n\t"
+        "movl a7_gdtr+2, %eax\n\t"
+        "addl %ebx, %eax\n\t"
+        "movl %esp, c_sp\n\t"
+        "movl $0, c_out\n\t"
+        "movl $1f, c_site\n\t"
+        "movl $0, c_site2\n\t"
+        "movl $2f, c_resume\n\t"
+        "movl $1, c_armed\n\t"
+        "movl %eax, %esp\n"
+        "1:\tlret\n"
+        "2:\tmovl c_sp, %esp\n\t"
+        "popl %ebx\n\t"
+        "ret\n"
+        "a7_iret_at:\n\t"
+        "pushl %ebx\n\t"
+        "movl 8(%esp), %eax\n\t"
+        "movl %esp, c_sp\n\t"
+        "movl $0, c_out\n\t"
+        "movl $1f, c_site\n\t"
+        "movl $0, c_site2\n\t"
+        "movl $2f, c_resume\n\t"
+        "movl $1, c_armed\n\t"
+        "movl %eax, %esp\n\t"
+        "testl $1, g_val\n\t"
+        "jnz 1f\n\t"
+        "lret\n"
+        "1:\tiret\n"
+        "2:\tmovl c_sp, %esp\n\t"
+        "popl %ebx\n\t"
+        "ret\n");
+
+/* Read (and write back) one dword in every page of the top 4 MiB. */
+volatile uint32_t scan_ok, scan_first, scan_faults, scan_badfault;
+NOINL static uint32_t p_rmw(uint32_t a)
+{
+    uint32_t v = 0;
+    __asm__ volatile(ARM "1: movl (%1), %0\n\tmovl %0, (%1)\n2:" : "+r"(v) : "r"(a) : "memory");
+    return v;
+}
+NOINL static uint32_t p_rd_only(uint32_t a)
+{
+    uint32_t v = 0;
+    __asm__ volatile(ARM "1: movl (%1), %0\n2:" : "+r"(v) : "r"(a) : "memory");
+    return v;
+}
+static uint32_t a7_scan(uint32_t write)
+{
+    scan_ok = scan_faults = scan_badfault = 0;
+    scan_first = 0;
+    uint32_t u = (g_cs & 3) ? 4 : 0;
+    for (uint32_t a = 0xffc00000u; a >= 0xffc00000u; a += 0x1000) {
+        if (write)
+            p_rmw(a + 0x7f8);
+        else
+            p_rd_only(a + 0x7f8);
+        c_armed = 0;
+        if (!c_out.faulted) {
+            if (!scan_ok++)
+                scan_first = a;
+        } else {
+            scan_faults++;
+            if (c_out.vec != VEC_PF || c_out.cr2 != a + 0x7f8 || c_out.err != u)
+                scan_badfault++;
+        }
+    }
+    return 0;
+}
+
+static void a7(void)
+{
+    print("--- a7: far call/return stack accesses at CPL 3 (supervisor rights on QEMU), a scan of the region\n");
+    paging_on();
+    for (int r = 0; r < NRINGS; r++)
+        for (int w = 0; w < 2; w++) {
+            run_in(r, a7_scan, (uint32_t)w);
+            printf("a7.scan.%s.%s: %u pages without a fault (first 0x%08x), %u #PF, %u other faults\n",
+                   rname[r], w ? "readwrite" : "read", scan_ok, scan_first, scan_faults, scan_badfault);
+            check_eq(nm("a7.scan.%s.%s", rname[r], w ? "readwrite" : "read"),
+                     scan_ok == 0 && scan_faults == 1024 && scan_badfault == 0, 1);
+        }
+
+    /* lret / iret at CPL 3 with ESP = 0xffc00000, no guest mapping. */
+    for (int r = R3; r < NRINGS; r++) {
+        g_val = 0;
+        run_in(r, a7_iret_at, 0xffc00000u);
+        expect_pf(nm("a7.%s.lret.esp=ffc00000", rname[r]), 0, ANY, 0xffc00000u);
+        g_val = 1;
+        run_in(r, a7_iret_at, 0xffc00000u);
+        expect_pf(nm("a7.%s.iret.esp=ffc00000", rname[r]), 0, ANY, 0xffc00000u);
+        g_val = 0;
+        run_in(r, a7_iret_at, 0xfffffff8u);
+        expect_pf(nm("a7.%s.lret.esp=fffffff8", rname[r]), 0, ANY, 0xfffffff8u);
+    }
+
+    /* The GDT: 8192 entries, so GDTR.base + 0xff80.. is the guest's own
+     * table on bare QEMU. */
+    big_fill();
+    struct dtr d = { 0xffff, (uint32_t)biggdt };
+    lgdt(&d);
+    reload_segments();
+    uint64_t e8176 = biggdt[8176];
+    uint16_t want_cs = (uint16_t)(e8176 >> 32);
+    for (int r = R3T; r >= R3; r--) {
+        run_in(r, a7_lret, 0xff80);
+        expect(nm("a7.%s.lret.esp=gdtr.base+0xff80", rname[r]), VEC_GP, want_cs & 0xfffc, SITE, 0);
+    }
+    /* Last: ring-3 far calls whose return CS:EIP lands on GDT entry 8178. */
+    uint64_t e8178 = biggdt[8178];
+    for (int r = R3T; r >= R3; r--) {
+        run_in(r, a7_lcall, 0xff98);
+        uint64_t now = biggdt[8178];
+        printf("a7.%s.lcall.esp=gdtr.base+0xff98: %s; guest GDT entry 8178 now %08x:%08x (was %08x:%08x)\n",
+               rname[r], c_out.faulted ? "faulted" : "no fault", (uint32_t)(now >> 32), (uint32_t)now,
+               (uint32_t)(e8178 >> 32), (uint32_t)e8178);
+        check_eq(nm("a7.%s.lcall.esp=gdtr.base+0xff98", rname[r]), !c_out.faulted && o_esp == d.base + 0xff90 - 8 + 8 - 8 + 8 - 8 &&
+                 (uint32_t)now == (uint32_t)a7_target && (uint16_t)(now >> 32) == SEG_UCODE, 1);
+        biggdt[8178] = e8178;
+    }
+    gdt_load();
+    paging_disable();
+}
+
+/* ------------------------------------------------------------------------
  * main
  * ------------------------------------------------------------------------ */
 static void get_arg(uint32_t magic, const struct multiboot_info *mbi, char *buf, size_t size)
@@ -2229,7 +2395,7 @@ static void get_arg(uint32_t magic, const struct multiboot_info *mbi, char *buf,
     buf[n] = 0;
 }
 
-static void (*const tests[])(void) = { a1, a2, a3, a4, a5, a6 };
+static void (*const tests[])(void) = { a1, a2, a3, a4, a5, a6, a7 };
 #define NTESTS ((int)(sizeof tests / sizeof tests[0]))
 
 int main(uint32_t magic, struct multiboot_info *mbi)
