@@ -2369,7 +2369,7 @@ static void a7(void)
         printf("a7.%s.lcall.esp=gdtr.base+0xff98: %s; guest GDT entry 8178 now %08x:%08x (was %08x:%08x)\n",
                rname[r], c_out.faulted ? "faulted" : "no fault", (uint32_t)(now >> 32), (uint32_t)now,
                (uint32_t)(e8178 >> 32), (uint32_t)e8178);
-        check_eq(nm("a7.%s.lcall.esp=gdtr.base+0xff98", rname[r]), !c_out.faulted && o_esp == d.base + 0xff90 - 8 + 8 - 8 + 8 - 8 &&
+        check_eq(nm("a7.%s.lcall.esp=gdtr.base+0xff98", rname[r]), !c_out.faulted && o_esp == d.base + 0xff90 &&
                  (uint32_t)now == (uint32_t)a7_target && (uint16_t)(now >> 32) == SEG_UCODE, 1);
         biggdt[8178] = e8178;
     }
