@@ -91,6 +91,13 @@ high:   /* Now at VMM_BASE.  Drop the identity map and call C. */
         hlt
         jmp 1b
 
+/* ---- The entry page(s) ----
+ * The trap stubs, the common trap path and vm_enter live in .text.entry,
+ * which the linker gives pages of its own: with the IDT, the GDT, the TSS
+ * and the vCPU's frame page they are all of the monitor that direct
+ * execution's restricted view maps (mmu.c, mmu_de_view). */
+        .section .text.entry, "ax"
+
 /* ---- The trap stubs ----
  * One per vector.  Each pushes a zero where the CPU pushes no error code
  * (the list is T_HAS_ERRCODE in x86.h), then its vector number. */
@@ -125,6 +132,10 @@ alltraps:
         pushl %fs
         pushl %gs
         pushal
+        /* Back to the monitor's full view: boot.S's own page directory,
+         * which maps the monitor's 4 MiB and nothing else. */
+        mov $V2P(boot_pd), %eax
+        mov %eax, %cr3
         mov $KDS, %eax
         mov %eax, %ds
         mov %eax, %es
@@ -155,9 +166,11 @@ from_guest:
         ret
 
 /*
- * void vm_enter(struct frame *f)
- * Load the guest's registers from *f and IRET into it.  Returns (through
- * from_guest above) when the guest next traps, with *f filled in.
+ * void vm_enter(struct frame *f, u32 cr3)
+ * Switch to the page directory the guest runs on, load the guest's
+ * registers from *f and IRET into it.  Returns (through from_guest above)
+ * when the guest next traps, with *f filled in.  Everything after the
+ * CR3 load is in pages every view maps: this code and the frame.
  */
         .globl vm_enter, vm_enter_start, vm_enter_iret, vm_enter_end
 vm_enter:
@@ -166,7 +179,9 @@ vm_enter:
         push %esi
         push %edi
         mov %esp, host_esp
+        mov 24(%esp), %edx              /* cr3 */
         mov 20(%esp), %esp              /* the frame */
+        mov %edx, %cr3
 vm_enter_start:
         popal
         popl %gs
@@ -177,6 +192,7 @@ vm_enter_start:
 vm_enter_iret:
         iret
 vm_enter_end:
+        .text
 
 /* The table of stub addresses, for vmm.c's IDT. */
         .section .rodata

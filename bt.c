@@ -1133,14 +1133,12 @@ run_block(struct vcpu *v, struct block *b, int step)
             }
     vmm_tss.esp0 = (u32)&f->v86_es;
     host_cr0(v);
-    u32 cr3 = mmu_hw_cr3(v);
-    if (rcr3() != cr3)
-        lcr3(cr3);
+    mmu_de_view(0);
     v->st.bt_entries++;
     u32 esp_hi = f->esp & 0xffff0000;
     int at_insn = 0;
     for (;;) {
-        vm_enter(f);
+        vm_enter(f, mmu_hw_cr3(v));    /* asked each time: a fault may replace it */
         v->st.traps[f->trapno & 0xff]++;
         if (step && f->trapno == T_DB && !trace_in_flight() && b->ninsn == 1) {
             /* Single-stepping one guest instruction: traps after the

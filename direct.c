@@ -63,9 +63,6 @@ enter(struct vcpu *v)
     u32 cr4 = (rcr4() & ~CR4_TSD) | (v->cr4 & CR4_TSD);
     if (cr4 != rcr4())
         lcr4(cr4);
-    u32 cr3 = mmu_hw_cr3(v);
-    if (rcr3() != cr3)
-        lcr3(cr3);
     shadow_bt_descriptors(0);
     v->st.de_entries++;
 }
@@ -94,7 +91,12 @@ direct_run(struct vcpu *v)
     enter(v);
     int guest_tf = f->eflags & EFLAGS_TF;
     for (;;) {
-        vm_enter(f);
+        /* The shadow directory, in direct execution's view; asked for
+         * every time, since filling a fault may have replaced it. */
+        mmu_de_view(1);
+        u32 cr3 = mmu_hw_cr3(v);
+        mmu_de_view(0);
+        vm_enter(f, cr3);
         v->st.traps[f->trapno & 0xff]++;
         if (f->trapno == T_PF) {
             int r = mmu_page_fault(v, rcr2(), f->err);

@@ -269,6 +269,8 @@ vmem_write(struct vcpu *v, gva_t la, const void *buf, u32 n, int acc)
 
 /* ---- Shadow page tables ---- */
 
+static void de_view_init(void);
+
 u8 absent_zero[PGSIZE] __attribute__((aligned(PGSIZE)));    /* stays zero */
 u8 absent_sink[PGSIZE] __attribute__((aligned(PGSIZE)));    /* takes absent writes */
 
@@ -428,6 +430,7 @@ mmu_init(void)
     for (int i = 0; i < NSLOTS; i++)
         vmm_pt[1024 - NSLOTS + i] = 0;
     pool_reset();
+    de_view_init();
     trace_register(TR_PT, pt_written);
 }
 
@@ -484,10 +487,53 @@ current_pd(struct vcpu *v, int flavour)
     return i;
 }
 
+/*T:070 The view direct execution runs on.  On QEMU, IRET, far RET and
+ * far CALL make their stack accesses with supervisor rights even at CPL
+ * 3, so paging alone would not keep directly executed guest code out of
+ * the monitor's supervisor pages: a ring-3 IRET with ESP pointing into
+ * them would read the monitor, a far CALL write it.  So while the guest
+ * runs directly, its shadow directory maps of the monitor only what the
+ * CPU itself needs to take a trap - the IDT, the GDT, the TSS and the
+ * entry code, read-only, and the page holding the trap frame - and the
+ * trap path switches to the monitor's full view first thing (boot.S).
+ * Such a guest access then faults like any other in the top 4 MiB and
+ * runs relocated against the guest's own mapping. :*/
+static u32 de_pt[1024] __attribute__((aligned(PGSIZE)));
+
+static void
+de_view_init(void)
+{
+    extern char __entry_start[], __entry_end[];
+    extern struct desc vmm_gdt[];
+    u32 ro[4][2] = {
+        { (u32)vmm_gdt, NGDT * sizeof(struct desc) },
+        { (u32)vmm_idt_addr(), PGSIZE },
+        { (u32)&tss_page, PGSIZE },
+        { (u32)__entry_start, (u32)(__entry_end - __entry_start) },
+    };
+    memset(de_pt, 0, sizeof de_pt);
+    for (int r = 0; r < 4; r++)
+        for (u32 a = ro[r][0]; a < ro[r][0] + ro[r][1]; a += PGSIZE)
+            de_pt[(a - VMM_BASE) >> PGSHIFT] = vmm_pt[(a - VMM_BASE) >> PGSHIFT] & ~(PTE_W | PTE_U);
+    u32 fp = (u32)&vcpu0 & PTE_FRAME;
+    de_pt[(fp - VMM_BASE) >> PGSHIFT] = (vmm_pt[(fp - VMM_BASE) >> PGSHIFT] & ~PTE_U) | PTE_W;
+}
+
+static int de_view;
+
+/* Select the view the next entry uses: direct execution's, or the full one. */
+void
+mmu_de_view(int on)
+{
+    de_view = on;
+}
+
 u32
 mmu_hw_cr3(struct vcpu *v)
 {
-    return V2P(pool[current_pd(v, vcpu_cpl(v) == 3 ? SH_USER : SH_KERNEL)]);
+    u32 *pd = pool[current_pd(v, vcpu_cpl(v) == 3 ? SH_USER : SH_KERNEL)];
+    pd[VMM_BASE >> PDXSHIFT] = (de_view ? V2P(de_pt) : V2P(vmm_pt)) | PTE_P | PTE_W | PTE_U;
+    return V2P(pd);
 }
 
 void

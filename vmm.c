@@ -18,7 +18,7 @@
 #include "vmm.h"
 #include "multiboot.h"
 
-struct vcpu_area vcpu_area __attribute__((aligned(64)));
+struct vcpu vcpu0 __attribute__((aligned(PGSIZE)));
 int bt_ring = 3;
 int limits_enforced;
 int bt_checks;
@@ -30,15 +30,28 @@ u32 opt_log;
 /* The monitor's descriptor tables.  vmm_gdt's low part is the shadow GDT
  * (shadow.c), its last sixteen entries the monitor's own. */
 struct desc vmm_gdt[NGDT] __attribute__((aligned(4096)));
-static struct desc vmm_idt[256] __attribute__((aligned(8)));
-struct tss vmm_tss __attribute__((aligned(128)));
+/* The IDT and the TSS each have a page to themselves: they are among the
+ * few pages of the monitor that direct execution's view keeps (mmu.c). */
+static struct {
+    struct desc g[256];
+    u8 pad[PGSIZE - 256 * sizeof(struct desc)];
+} idt_page __attribute__((aligned(PGSIZE)));
+#define vmm_idt (idt_page.g)
+
+void *
+vmm_idt_addr(void)
+{
+    return &idt_page;
+}
+struct tss_page tss_page __attribute__((aligned(PGSIZE)));
 extern u32 trap_vectors[256];
 
 _Static_assert(offsetof(struct frame, trapno) == 48, "boot.S F_TRAPNO");
 _Static_assert(offsetof(struct frame, eip) == 56, "boot.S F_EIP");
 _Static_assert(offsetof(struct frame, cs) == 60, "boot.S F_CS");
 _Static_assert(offsetof(struct frame, eflags) == 64, "boot.S F_EFLAGS");
-_Static_assert(offsetof(struct vcpu, f) == 0, "vm_enter takes the vcpu as its frame");
+_Static_assert(offsetof(struct vcpu, f) == 256, "the frame sits in the vCPU's first page, above the guard");
+_Static_assert(offsetof(struct vcpu, frame_page_pad) + sizeof(vcpu0.frame_page_pad) == PGSIZE, "frame page");
 
 /* ------------------------------------------------------------------ */
 /* Small library: the freestanding monitor has no libc.               */
@@ -334,7 +347,7 @@ tables_init(void)
      * to the ring translated code runs at (set_bt_ring). */
     for (int i = 0; i < 256; i++)
         set_gate(i, trap_vectors[i], 0);
-    struct pseudo_desc id = { sizeof(vmm_idt) - 1, (u32)vmm_idt };
+    struct pseudo_desc id = { 256 * sizeof(struct desc) - 1, (u32)vmm_idt };
     lidt(&id);
 }
 

@@ -104,7 +104,13 @@ struct stats {
 };
 
 struct vcpu {
+    /* The first page holds the trap frame and nothing else (with room
+     * below it for a fault inside vm_enter): it is the one page of the
+     * monitor that stays writable in the restricted view direct execution
+     * runs on (mmu.c, mmu_de_view). */
+    u8 guard[256];
     struct frame f;     /* GPRs (always the guest's) and the last exit's frame */
+    u8 frame_page_pad[PGSIZE - 256 - sizeof(struct frame)];
 
     /* The guest's architectural state that the hardware does not hold
      * while the monitor runs.  EIP and EFLAGS are the guest's own values;
@@ -149,14 +155,7 @@ static inline int vcpu_code32(struct vcpu *v)
 #define NOT_EMULATED 1  /* emulate_one: an ordinary instruction, to be run as it is */
 
 /* ---- vmm.c: setup, main loop, the execution decision ---- */
-/* The vCPU, with room below it: a fault inside vm_enter (boot.S) is taken
- * at ring 0 on the stack that vm_enter was popping, the vCPU's frame. */
-struct vcpu_area {
-    u8 guard[256];
-    struct vcpu v;
-};
-extern struct vcpu_area vcpu_area;
-#define vcpu0 (vcpu_area.v)
+extern struct vcpu vcpu0;
 extern int bt_ring;             /* the ring translated code runs at: 1 or 3 (vmm.c) */
 extern int limits_enforced;     /* does the CPU check segment limits? (vmm.c) */
 extern int bt_checks;           /* software truncation checks in translated code (vmm.c) */
@@ -174,6 +173,7 @@ extern const char *why_names[WHY_COUNT];
 void vmm_exit(int status);
 void vmm_stats(struct vcpu *v);
 void vmm_integrity(void);
+void *vmm_idt_addr(void);
 extern u32 opt_mem_mb;
 extern u32 opt_log;
 #define LOG_DECIDE 0x1
@@ -182,8 +182,13 @@ extern u32 opt_log;
 #define LOG_CALLOUT 0x8
 
 /* ---- boot.S: the world switch ---- */
-void vm_enter(struct frame *f);         /* returns when the guest exits */
-extern struct tss vmm_tss;
+void vm_enter(struct frame *f, u32 cr3); /* enters the guest on cr3; returns when it exits */
+struct tss_page {
+    struct tss t;
+    u8 pad[PGSIZE - sizeof(struct tss)];
+};
+extern struct tss_page tss_page;
+#define vmm_tss (tss_page.t)
 extern struct desc vmm_gdt[NGDT];
 extern char vm_enter_iret[], vm_enter_start[], vm_enter_end[];
 
@@ -229,6 +234,7 @@ int mmu_page_fault(struct vcpu *v, u32 cr2, u32 err);
 void mmu_write_protect(struct vcpu *v, gpa_t page);
 void mmu_expose(u32 va, u32 len, int writable);
 void mmu_alias(int slot, hpa_t pa, int writable);
+void mmu_de_view(int on);
 void mmu_flush(struct vcpu *v);
 void mmu_invlpg(struct vcpu *v, gva_t la);
 u32 mmu_hw_cr3(struct vcpu *v);
