@@ -401,25 +401,10 @@ static void run(const struct bench *b)
 }
 
 /* The first word after the path on the Multiboot command line, in buf. */
-static void get_arg(uint32_t magic, const struct multiboot_info *mbi, char *buf, size_t size)
-{
-    size_t n = 0;
-    if (magic == MULTIBOOT_BOOT_MAGIC && (mbi->flags & MBI_FLAG_CMDLINE) && mbi->cmdline) {
-        const char *p = (const char *)mbi->cmdline;
-        while (*p && *p != ' ')
-            p++;
-        while (*p == ' ')
-            p++;
-        while (*p && *p != ' ' && n + 1 < size)
-            buf[n++] = *p++;
-    }
-    buf[n] = 0;
-}
-
 int main(uint32_t magic, struct multiboot_info *mbi)
 {
     char arg[32];
-    get_arg(magic, mbi, arg, sizeof arg);
+    guest_arg(magic, mbi, arg, sizeof arg);
     cpu_init();
     idt_set_gate(BENCH_EXIT_VEC, idt_stub(BENCH_EXIT_VEC), SEG_KCODE, GATE_INTR32, 3);
     set_trap_handler(BENCH_EXIT_VEC, back_to_kernel);

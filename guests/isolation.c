@@ -2402,28 +2402,13 @@ static void a8(void)
 /* ------------------------------------------------------------------------
  * main
  * ------------------------------------------------------------------------ */
-static void get_arg(uint32_t magic, const struct multiboot_info *mbi, char *buf, size_t size)
-{
-    size_t n = 0;
-    if (magic == MULTIBOOT_BOOT_MAGIC && (mbi->flags & MBI_FLAG_CMDLINE) && mbi->cmdline) {
-        const char *p = (const char *)mbi->cmdline;
-        while (*p && *p != ' ')
-            p++;
-        while (*p == ' ')
-            p++;
-        while (*p && *p != ' ' && n + 1 < size)
-            buf[n++] = *p++;
-    }
-    buf[n] = 0;
-}
-
 static void (*const tests[])(void) = { a1, a2, a3, a4, a5, a6, a7, a8 };
 #define NTESTS ((int)(sizeof tests / sizeof tests[0]))
 
 int main(uint32_t magic, struct multiboot_info *mbi)
 {
     char arg[16];
-    get_arg(magic, mbi, arg, sizeof arg);
+    guest_arg(magic, mbi, arg, sizeof arg);
     int only = 0;
     if (arg[0] == 'a' && arg[1] >= '1' && arg[1] <= '0' + NTESTS && arg[2] == 0)
         only = arg[1] - '0';

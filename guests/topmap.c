@@ -963,21 +963,6 @@ static void t11_segment_base(void)
 
 /* ------------------------------------------------------------ main */
 
-static void get_arg(uint32_t magic, const struct multiboot_info *mbi, char *buf, size_t size)
-{
-    size_t n = 0;
-    if (magic == MULTIBOOT_BOOT_MAGIC && (mbi->flags & MBI_FLAG_CMDLINE) && mbi->cmdline) {
-        const char *p = (const char *)mbi->cmdline;
-        while (*p && *p != ' ')
-            p++;
-        while (*p == ' ')
-            p++;
-        while (*p && *p != ' ' && n + 1 < size)
-            buf[n++] = *p++;
-    }
-    buf[n] = 0;
-}
-
 static void (*const tests[])(void) = {
     t1_plain, t2_rmw, t3_straddle, t4_accessed_dirty, t5_faults,
     t6_ring3, t7_code, t8_pagetable, t9_two_pages, t10_frames,
@@ -988,7 +973,7 @@ static void (*const tests[])(void) = {
 int main(uint32_t magic, struct multiboot_info *mbi)
 {
     char arg[16];
-    get_arg(magic, mbi, arg, sizeof arg);
+    guest_arg(magic, mbi, arg, sizeof arg);
     int only = 0;
     if (arg[0] == 't' && arg[1] >= '1' && arg[1] <= '9') {
         only = arg[1] - '0';

@@ -512,4 +512,7 @@ uint32_t *pg_pte(uint32_t *pd, uint32_t va);    /* 0 if no page table */
 void paging_enable(uint32_t *pd, int wp);       /* CR3 = pd, CR0.PG (| WP) */
 void paging_disable(void);
 
+/* The first word after the file name on the Multiboot command line. */
+void guest_arg(uint32_t magic, const struct multiboot_info *mbi, char *buf, size_t size);
+
 #endif /* GUEST_H */

@@ -337,3 +337,21 @@ int strcmp(const char *a, const char *b)
         a++, b++;
     return (uint8_t)*a - (uint8_t)*b;
 }
+
+/* The first word of the guest's arguments: the Multiboot command line is
+ * "PATH ARGS" (QEMU joins the kernel's path and -append). */
+void
+guest_arg(uint32_t magic, const struct multiboot_info *mbi, char *buf, size_t size)
+{
+    size_t n = 0;
+    if (magic == MULTIBOOT_BOOT_MAGIC && (mbi->flags & MBI_FLAG_CMDLINE) && mbi->cmdline) {
+        const char *p = (const char *)mbi->cmdline;
+        while (*p && *p != ' ')
+            p++;
+        while (*p == ' ')
+            p++;
+        while (*p && *p != ' ' && n + 1 < size)
+            buf[n++] = *p++;
+    }
+    buf[n] = 0;
+}
