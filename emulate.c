@@ -12,8 +12,8 @@
  * CPU would, which is how every fault reaches the guest.
  *
  * Deviation: hardware task switches (task gates, far jumps and calls to
- * a TSS, IRET with NT set) and call gates stop the guest with a message;
- * debug registers are stored but their breakpoints are not armed.
+ * a TSS, IRET with NT set) stop the guest with a message; debug
+ * registers are stored but their breakpoints are not armed.
  *
  * Hardware:   SDM Vol. 2 (each instruction's Operation section), SDM
  *             Vol. 3A §6.12 (Exception and Interrupt Handling), §6.15
@@ -381,6 +381,33 @@ deliver_real(struct vcpu *v, int vec, u32 ret_eip)
     return OK;
 }
 
+/* The stack for privilege level dpl, from the guest's TSS, with the
+ * checks of SDM Vol. 3A §6.12.1 and CALL (call gate): #TS for a bad SS
+ * selector or descriptor, #SS if it is not present. */
+static int
+inner_stack(struct vcpu *v, int dpl, u32 ext, u32 *nss, u32 *nesp, struct desc *sd)
+{
+    u32 tss_off = 4 + dpl * 8;
+    *nss = 0;
+    if (!(v->tr.attr & SEG_P) || tss_off + 5 > v->tr.limit)
+        return raise_fault(v, T_TS, (v->tr.sel & ~3u) + ext);
+    if (vmem_read(v, v->tr.base + tss_off, nesp, 4, ACC_SYS) != OK ||
+        vmem_read(v, v->tr.base + tss_off + 4, nss, 2, ACC_SYS) != OK)
+        return FAULT;
+    if ((*nss & ~3u) == 0)
+        return raise_fault(v, T_TS, ext);
+    int r = segtrack_read_desc(v, *nss, sd, NULL);
+    if (r == FAULT)
+        return FAULT;
+    u32 sattr = desc_attr(*sd);
+    if (r || (int)(*nss & 3) != dpl || (int)SEG_DPL(sattr) != dpl || !(sattr & SEG_S) ||
+        (sattr & STA_X) || !(sattr & STA_W))
+        return raise_fault(v, T_TS, (*nss & ~3u) + ext);
+    if (!(sattr & SEG_P))
+        return raise_fault(v, T_SS, (*nss & ~3u) + ext);
+    return OK;
+}
+
 /*E:050 Delivering an exception or interrupt to the guest, through its
  * own IDT, exactly as the CPU would (SDM Vol. 3A §6.12.1): the gate's
  * type, present bit and (for software interrupts) DPL; the handler's
@@ -434,25 +461,11 @@ emulate_interrupt(struct vcpu *v, int vec, int soft, int has_err, u32 err, u32 r
 
     if (!conforming && dpl < cpl) {
         /* Inter-privilege: the new stack comes from the guest's TSS. */
-        u32 tss_off = 4 + dpl * 8;
-        u32 nesp, nss = 0;
-        if (!(v->tr.attr & SEG_P) || tss_off + 5 > v->tr.limit)
-            return raise_fault(v, T_TS, (v->tr.sel & ~3u) + ext);
-        if (vmem_read(v, v->tr.base + tss_off, &nesp, 4, ACC_SYS) != OK ||
-            vmem_read(v, v->tr.base + tss_off + 4, &nss, 2, ACC_SYS) != OK)
-            return FAULT;
+        u32 nesp, nss;
         struct desc sd;
-        if ((nss & ~3u) == 0)
-            return raise_fault(v, T_TS, ext);
-        r = segtrack_read_desc(v, nss, &sd, NULL);
-        if (r == FAULT)
+        if (inner_stack(v, dpl, ext, &nss, &nesp, &sd) != OK)
             return FAULT;
         u32 sattr = desc_attr(sd);
-        if (r || (int)(nss & 3) != dpl || (int)SEG_DPL(sattr) != dpl || !(sattr & SEG_S) ||
-            (sattr & STA_X) || !(sattr & STA_W))
-            return raise_fault(v, T_TS, (nss & ~3u) + ext);
-        if (!(sattr & SEG_P))
-            return raise_fault(v, T_SS, (nss & ~3u) + ext);
         if (from_v86) {
             words[n++] = v->seg[SEG_GS].sel;
             words[n++] = v->seg[SEG_FS].sel;
@@ -560,6 +573,8 @@ emulate_deliver_debug(struct vcpu *v, u32 dr6_bits)
 
 /* ---- Far transfers and IRET ---- */
 
+#define CALL_GATE 2     /* check_far_target: the selector names a call gate */
+
 /* Check a code-segment descriptor for a far JMP or CALL to it (SDM Vol.
  * 3A §5.8.1, Direct Calls or Jumps to Code Segments). */
 static int
@@ -576,9 +591,15 @@ check_far_target(struct vcpu *v, u16 sel, struct desc *cd)
     int dpl = SEG_DPL(attr), rpl = sel & 3;
     if (!(attr & SEG_S)) {
         u32 t = SEG_TYPE(attr);
-        if (t == STS_CG32 || t == STS_CG16)
-            vm_stop(v, "far transfer through call gate %x: call gates are not supported yet", sel);
-        else if (t == STS_TG || t == STS_T32A || t == STS_T16A)
+        if (t == STS_CG32 || t == STS_CG16) {
+            /* A call gate: its DPL admits the caller, then the gate leads on. */
+            if (dpl < v->cpl || dpl < rpl)
+                return raise_gp(v, sel & ~3u);
+            if (!(attr & SEG_P))
+                return raise_fault(v, T_NP, sel & ~3u);
+            return CALL_GATE;
+        }
+        if (t == STS_TG || t == STS_T32A || t == STS_T16A)
             vm_stop(v, "far transfer to task %x: hardware task switches are not supported", sel);
         else
             return raise_gp(v, sel & ~3u);
@@ -594,6 +615,72 @@ check_far_target(struct vcpu *v, u16 sel, struct desc *cd)
     }
     if (!(attr & SEG_P))
         return raise_fault(v, T_NP, sel & ~3u);
+    return OK;
+}
+
+/*E:055 A far CALL or JMP through a call gate (SDM Vol. 3A §5.8.4, Call
+ * Gates; SDM Vol. 2A, CALL).  The gate names the code segment and the
+ * entry point.  A CALL to a more privileged non-conforming segment
+ * switches to the stack the guest's TSS gives for that level and copies
+ * the gate's parameter count of words across; JMP never changes
+ * privilege. :*/
+static int
+through_call_gate(struct vcpu *v, struct desc g, int call, u32 next)
+{
+    int gate32 = SEG_TYPE(desc_attr(g)) == STS_CG32;
+    int size = gate32 ? 4 : 2;
+    u16 csel = gate_sel(g);
+    u32 off = gate32 ? gate_offset(g) : gate_offset(g) & 0xffff;
+    struct desc cd;
+    if ((csel & ~3u) == 0)
+        return raise_gp(v, 0);
+    int r = segtrack_read_desc(v, csel, &cd, NULL);
+    if (r == FAULT)
+        return FAULT;
+    u32 attr = desc_attr(cd);
+    int dpl = SEG_DPL(attr), conforming = (attr & STA_C) != 0;
+    if (r || !(attr & SEG_S) || !(attr & STA_X) || dpl > v->cpl ||
+        (!call && !conforming && dpl != v->cpl))
+        return raise_gp(v, csel & ~3u);
+    if (!(attr & SEG_P))
+        return raise_fault(v, T_NP, csel & ~3u);
+    if (call && !conforming && dpl < v->cpl) {
+        u32 nss, nesp;
+        struct desc sd;
+        if (inner_stack(v, dpl, 0, &nss, &nesp, &sd) != OK)
+            return FAULT;
+        u32 words[4 + 31];
+        int n = 0, count = g.hi & 0x1f;
+        words[n++] = v->seg[SEG_SS].sel;
+        words[n++] = v->f.esp;
+        for (int i = count - 1; i >= 0; i--)
+            if (stack_peek(v, i * size, &words[n++], size) != OK)
+                return FAULT;
+        words[n++] = v->seg[SEG_CS].sel;
+        words[n++] = next;
+        u32 sbase = desc_base(sd), top = nesp;
+        int s32 = (desc_attr(sd) & SEG_DB) != 0;
+        for (int i = 0; i < n; i++) {
+            top -= size;
+            if (!s32)
+                top &= 0xffff;
+            if (vmem_write(v, sbase + top, &words[i], size, ACC_SYS) != OK)
+                return FAULT;
+        }
+        if (segtrack_set_accessed(v, nss) != OK || segtrack_load_cs(v, csel, cd, dpl) != OK)
+            return FAULT;
+        segtrack_set(v, SEG_SS, nss, sd, SM_PROT);
+        v->f.esp = s32 ? top : (v->f.esp & ~0xffffu) | top;
+    } else {
+        u32 save = v->f.esp;
+        if (call && (stack_push(v, v->seg[SEG_CS].sel, size) != OK || stack_push(v, next, size) != OK)) {
+            v->f.esp = save;
+            return FAULT;
+        }
+        if (segtrack_load_cs(v, csel, cd, v->cpl) != OK)
+            return FAULT;
+    }
+    v->eip = off;
     return OK;
 }
 
@@ -621,6 +708,8 @@ far_transfer1(struct vcpu *v, struct insn *in, u16 sel, u32 off, int call, u32 n
     }
     struct desc cd;
     int r = check_far_target(v, sel, &cd);
+    if (r == CALL_GATE)
+        return through_call_gate(v, cd, call, next);
     if (r != OK)
         return r;
     u32 save = v->f.esp;

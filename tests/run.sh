@@ -35,6 +35,7 @@ decisions() {
     paging)      echo "direct|CPL!=3" ;;
     decide_pe)   echo "CR0.PE=0|CPL!=3" ;;
     decide_nt)   echo "direct|NT=1|unshadowed segment" ;;
+    callgate)    echo "direct|CPL!=3" ;;
     memprot|cow|smc|absent|bigpage) echo "direct|CPL!=3" ;;
     topmap)      echo "direct|CPL!=3|access to the monitor's region" ;;
     isolation)   echo "direct|CPL!=3|access to the monitor's region" ;;
