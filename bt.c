@@ -535,15 +535,18 @@ footprint_ok(struct vcpu *v, u32 geip)
  * the monitor's top 4 MiB, where the guest may have mappings of its own
  * (Linux keeps its fixmap there).  The guest's pages cannot be mapped at
  * their own addresses, so the instruction runs once, alone and
- * single-stepped, with the segment register it uses re-based so that its
- * access lands in two alias pages of the monitor's (hpa slots 6 and 7).
+ * single-stepped, with each segment register whose access falls there
+ * re-based so that the access lands in two alias pages of the monitor's
+ * (temporary slots 4 and 5, and 6 and 7 for a second register).
  * The aliases start empty: each first access faults, and the monitor
  * walks the guest's tables for it with the access's own rights - which
  * sets the guest's Accessed and Dirty bits and raises the guest's own #PF
  * exactly as the CPU would - and maps the guest frame there.  Traced
  * frames are compared before and after, like any traced write.
- * Deviation: one segment register is relocated per instruction, and only
- * the two pages from the access onwards. :*/
+ * Deviation: at most two segment registers are relocated per
+ * instruction, each over the two pages from its access onwards; the
+ * step keeps its truncation checks, so an access outside those pages
+ * that would reach the monitor stops the guest instead. :*/
 #define ALIAS_SLOT 4             /* slots 4, 5: first segment; 6, 7: second */
 static struct reloc {
     int pending;        /* the next BT step relocates (or just steps unchecked) */

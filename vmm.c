@@ -360,8 +360,9 @@ tables_init(void)
  * translated code at ring 3 without checks, protected by paging alone -
  * the monitor's pages are supervisor-only, and the shadow translated
  * kernel code runs on maps the guest's pages user-accessible - at the
- * price of exposing the translation cache to reads (an ablation for
- * comparison, and a Deviation when chosen). :*/
+ * price of exposing the translation cache to reads.  Deviation: with
+ * `ring=3` (an ablation for comparison) translated code does not run at
+ * the patent's ring 1. :*/
 static void
 set_bt_ring(int ring)
 {

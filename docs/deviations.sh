@@ -155,6 +155,8 @@ FNR == 1 {
         p = index(line, "/*")
         if (!p)
             next
+        if (look)                       # a new comment before the definition was found
+            emit(curdef != "" ? "comment above `" curdef "`" : "comment of its own")
         incom = 1
         cstart = FNR
         cinside = p > 1
