@@ -64,6 +64,7 @@ enter(struct vcpu *v)
     if (cr4 != rcr4())
         lcr4(cr4);
     shadow_bt_descriptors(0);
+    shadow_load_ldtr();
     v->st.de_entries++;
 }
 

@@ -505,14 +505,15 @@ de_view_init(void)
 {
     extern char __entry_start[], __entry_end[];
     extern struct desc vmm_gdt[];
-    u32 ro[4][2] = {
+    u32 ro[5][2] = {
         { (u32)vmm_gdt, NGDT * sizeof(struct desc) },
         { (u32)vmm_idt_addr(), PGSIZE },
         { (u32)&tss_page, PGSIZE },
         { (u32)__entry_start, (u32)(__entry_end - __entry_start) },
+        { (u32)shadow_ldt_page(), PGSIZE },
     };
     memset(de_pt, 0, sizeof de_pt);
-    for (int r = 0; r < 4; r++)
+    for (int r = 0; r < 5; r++)
         for (u32 a = ro[r][0]; a < ro[r][0] + ro[r][1]; a += PGSIZE)
             de_pt[(a - VMM_BASE) >> PGSHIFT] = vmm_pt[(a - VMM_BASE) >> PGSHIFT] & ~(PTE_W | PTE_U);
     u32 fp = (u32)&vcpu0 & PTE_FRAME;

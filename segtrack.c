@@ -218,7 +218,7 @@ segtrack_reversible(struct vcpu *v, int sreg)
     struct desc d;
     /* The decision has just refreshed the shadow GDT: its copy of the
      * guest's table is the guest's table now. */
-    if (!(s->sel & ERR_TI) && shadow_guest_desc(s->sel, &d))
+    if (shadow_guest_desc(s->sel, &d))
         ;
     else if (segtrack_read_desc(v, s->sel, &d, NULL) != OK) {
         vfault.pending = 0;     /* unreadable table: not reversible */
@@ -257,8 +257,9 @@ segtrack_after_direct(struct vcpu *v)
                 vm_stop(v, "direct execution loaded selector %x, which shadows no guest descriptor", sel);
                 return;
             }
-            segtrack_set_accessed(v, sel);
-            vfault.pending = 0;
+            /* No accessed bit to set: a shadow entry is present only if
+             * the guest's descriptor already has it (shadow.c), and a load
+             * of any other faults and is emulated on the spot. */
             segtrack_set(v, s, sel, d, SM_PROT);
         }
     }

@@ -18,10 +18,9 @@
  * register: the hidden part of a virtual segment register that is not
  * reversible (segtrack.c), or simply the one translated code uses.
  *
- * The shadow is kept coherent with write traces on the guest's GDT pages
- * (H:015) and refreshed whole when it may be stale.  Deviation: the LDT
- * is not shadowed, so a segment register holding an LDT selector keeps
- * the guest in translation; expand-down segments are not truncated.
+ * The shadows are kept coherent with write traces on the guest's GDT and
+ * LDT pages (H:015, H:017) and refreshed whole when they may be stale.
+ * Deviation: expand-down segments are not truncated.
  *
  * Hardware:   SDM Vol. 3A §3.4.5 (Segment Descriptors), §3.5.1 (Segment
  *             Descriptor Tables).
@@ -81,18 +80,39 @@ static int ngdt_frames;
 static u32 synced_base, synced_limit;
 static int gdt_stale = 1;
 
+/* The shadow LDT: the guest's current LDT, entry for entry, loaded in
+ * the hardware LDTR while the guest runs directly.  Deviation: at most
+ * LDT_MAX entries are shadowed; selectors past them keep the guest in
+ * translation. */
+#define LDT_MAX 512
+static struct desc shadow_ldt[LDT_MAX] __attribute__((aligned(PGSIZE)));
+static struct desc guest_ldt[LDT_MAX];
+static u8 ldt_shadowed[LDT_MAX];
+static u32 nldt;
+static gpa_t ldt_frames[GDT_MAX_PAGES];
+static int nldt_frames;
+static u32 ldt_synced_base, ldt_synced_limit;
+static int ldt_stale = 1;
+
 static void
 gdt_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
 {
-    gdt_stale = 1;
+    gdt_stale = 1;              /* the page may hold the LDT too: both are reread */
+    ldt_stale = 1;
+}
+
+void *
+shadow_ldt_page(void)
+{
+    return shadow_ldt;
 }
 
 /* The frames behind the guest GDT's linear range now; 0 if some page is
  * not mapped. */
 static int
-gdt_frames_now(struct vcpu *v, gpa_t *frames, int *nf)
+table_frames_now(struct vcpu *v, u32 base, u32 limit, gpa_t *frames, int *nf)
 {
-    u32 first = v->gdtr.base & PTE_FRAME, last = (v->gdtr.base + v->gdtr.limit) & PTE_FRAME;
+    u32 first = base & PTE_FRAME, last = (base + limit) & PTE_FRAME;
     *nf = 0;
     for (u32 la = first;; la += PGSIZE) {
         gpa_t pa;
@@ -113,7 +133,7 @@ shadow_sync_gdt(struct vcpu *v)
 {
     gpa_t now[GDT_MAX_PAGES];
     int nnow;
-    int mapped = gdt_frames_now(v, now, &nnow);
+    int mapped = table_frames_now(v, v->gdtr.base, v->gdtr.limit, now, &nnow);
     if (!gdt_stale && mapped && v->gdtr.base == synced_base && v->gdtr.limit == synced_limit &&
         nnow == ngdt_frames && !memcmp(now, gdt_frames, nnow * sizeof now[0]))
         return;
@@ -171,12 +191,92 @@ shadow_sync_gdt(struct vcpu *v)
     nsynced = n;
 }
 
+/* The shadow of one guest code or data descriptor, present only if its
+ * accessed bit is set (see shadow_sync_gdt).  Returns 1 if shadowed. */
+static int
+shadow_one(struct desc d, struct desc *sd)
+{
+    if (!(desc_attr(d) & SEG_S)) {
+        sd->lo = sd->hi = 0;
+        return 0;
+    }
+    *sd = shadow_truncate(d, 1);
+    if (desc_attr(d) & STA_A)
+        return 1;
+    sd->hi &= ~(SEG_P << 8);
+    return 0;
+}
+
+/*H:017 The shadow LDT, kept like the shadow GDT: refreshed when a trace
+ * marks it stale, when the guest loads another LDT, or when its pages
+ * move; loaded into the hardware LDTR (shadow_load_ldtr) before direct
+ * execution, so that an LDT selector means the same to the hardware as
+ * to the guest. :*/
+void
+shadow_sync_ldt(struct vcpu *v)
+{
+    gpa_t now[GDT_MAX_PAGES];
+    int nnow = 0, mapped = 0;
+    int present = (v->ldtr.attr & SEG_P) && (v->ldtr.sel & ~3u);
+    if (present)
+        mapped = table_frames_now(v, v->ldtr.base, v->ldtr.limit, now, &nnow);
+    if (!ldt_stale && present && mapped && v->ldtr.base == ldt_synced_base &&
+        v->ldtr.limit == ldt_synced_limit && nnow == nldt_frames &&
+        !memcmp(now, ldt_frames, nnow * sizeof now[0]))
+        return;
+    for (int i = 0; i < nldt_frames; i++)
+        trace_remove(ldt_frames[i], TR_DESC);
+    nldt_frames = 0;
+    nldt = 0;
+    ldt_stale = present && !mapped;
+    ldt_synced_base = v->ldtr.base;
+    ldt_synced_limit = v->ldtr.limit;
+    if (present && mapped) {
+        for (int i = 0; i < nnow; i++) {
+            trace_add(v, now[i], TR_DESC);
+            ldt_frames[i] = now[i];
+        }
+        nldt_frames = nnow;
+        nldt = (v->ldtr.limit + 1) / 8;
+        if (nldt > LDT_MAX)
+            nldt = LDT_MAX;
+        if (vmem_read(v, v->ldtr.base, guest_ldt, nldt * 8, ACC_SYS) != OK) {
+            vfault.pending = 0;
+            nldt = 0;
+        }
+    }
+    for (u32 i = 0; i < LDT_MAX; i++) {
+        if (i < nldt)
+            ldt_shadowed[i] = shadow_one(guest_ldt[i], &shadow_ldt[i]);
+        else {
+            ldt_shadowed[i] = 0;
+            shadow_ldt[i].lo = shadow_ldt[i].hi = 0;
+        }
+    }
+    vmm_gdt[GDT_SHADOW_LDT] = nldt ? desc_make((u32)shadow_ldt, nldt * 8 - 1, SEG_P | STS_LDT)
+                                   : desc_make(0, 0, STS_LDT);
+}
+
+/* Load the hardware LDTR with the shadow LDT (or none). */
+void
+shadow_load_ldtr(void)
+{
+    u16 sel = nldt ? SEL(GDT_SHADOW_LDT, 0) : 0;
+    __asm__ volatile("lldt %0" : : "r"(sel));
+}
+
 /* The guest's descriptor behind a shadow entry, as of the last refresh. */
 int
 shadow_guest_desc(u16 sel, struct desc *d)
 {
     u32 i = sel >> 3;
-    if ((sel & ERR_TI) || i >= nsynced || !shadowed[i])
+    if (sel & ERR_TI) {
+        if (i >= nldt || !ldt_shadowed[i])
+            return 0;
+        *d = guest_ldt[i];
+        return 1;
+    }
+    if (i >= nsynced || !shadowed[i])
         return 0;
     *d = guest_copy[i];
     return 1;

@@ -425,6 +425,7 @@ vmm_decide(struct vcpu *v)
          * so "shadowed" means "the hardware will load what the guest's
          * table says". */
         shadow_sync_gdt(v);
+        shadow_sync_ldt(v);
         for (int s = 0; s < NSEG && why == WHY_DIRECT; s++) {
             if (!segtrack_reversible(v, s))
                 why = WHY_SEG;

@@ -254,6 +254,9 @@ int segtrack_set_accessed(struct vcpu *v, u16 sel);
 /* ---- shadow.c: shadow descriptor tables ---- */
 void shadow_init(void);
 void shadow_sync_gdt(struct vcpu *v);
+void shadow_sync_ldt(struct vcpu *v);
+void shadow_load_ldtr(void);
+void *shadow_ldt_page(void);
 int shadow_has(struct vcpu *v, int sreg);
 int shadow_guest_desc(u16 sel, struct desc *d);
 void shadow_bt_descriptors(int on);

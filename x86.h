@@ -170,6 +170,7 @@
 #define GDT_BT_GS     8181      /* translated code's %gs: its scratch page (bt.c, tcdata) */
 #define GDT_CACHED    8182      /* 8182..8187: cached descriptors ES..GS */
 #define GDT_PROBE     8188      /* the boot-time limit self-test (vmm.c) */
+#define GDT_SHADOW_LDT 8189     /* the shadow LDT (shadow.c) */
 
 #define SEL(idx, rpl) (((idx) << 3) | (rpl))
 #define KCS  SEL(GDT_VMM_CS, 0)

@@ -10,14 +10,19 @@
  *          with NT=0.  (2) An LDT with one DPL-3 data segment based at a
  *          buffer: ring-3 code loads DS with the LDT selector 0x07, reads
  *          through it, reloads DS with the GDT's user data selector and
- *          reads again; the same values come back both ways.
+ *          reads again; the same values come back both ways.  (3) Ring-3
+ *          code loads DS from a GDT entry of its own, clears that entry's
+ *          accessed bit through ES (the GDT is in memory it may write),
+ *          reads through DS (the hidden descriptor is unchanged), reloads
+ *          DS (the CPU sets the bit again) and prints the bit.
  * Exercises: the execution decision (docs/02-decision.md).  With NT=1 an
  *          IRET at ring 3 would follow the back link of the TSS the CPU
  *          holds - the monitor's - so the monitor translates such user
- *          code ("NT=1").  The monitor does not shadow the LDT: DS holding
- *          an LDT selector has no shadow descriptor, so the user code runs
- *          translated ("unshadowed segment") until DS is reloaded from the
- *          GDT.
+ *          code ("NT=1").  The LDT is shadowed (shadow.c), so (2) runs
+ *          directly.  A descriptor whose accessed bit is clear has no
+ *          present shadow (a load must write the bit), so in (3) DS has
+ *          no shadow: the code runs translated ("unshadowed segment")
+ *          until it reloads DS.
  * Monitor exits expected: #GP for the LDT load in direct execution
  *          (emulated), callouts for the DS reloads under translation.
  */
@@ -25,7 +30,9 @@
 
 #define SYS_REPORT 16
 #define LDT_INDEX 6             /* a spare GDT slot: the LDT's descriptor */
+#define DS_INDEX 12             /* a spare GDT slot: a user data segment for DS alone */
 
+extern uint64_t gdt[];
 static uint64_t ldt[2];
 static uint32_t ldt_data[4] = { 0x5eedface, 0x0ddba11, 0xcafef00d, 0x8badf00d };
 
@@ -70,6 +77,24 @@ static uint32_t user_ldt(uint32_t arg)
     return a ^ b ^ c;
 }
 
+static uint32_t user_abit(uint32_t arg)
+{
+    uint32_t a, before, after;
+    uint32_t *hi = (uint32_t *)&gdt[DS_INDEX] + 1;
+    (void)arg;
+    __asm__ volatile("movw $0x63, %%ax\n\tmovw %%ax, %%ds\n\t"
+                     "andl $0xfffffeff, %%es:(%3)\n\t"      /* clear the accessed bit */
+                     "movl %%es:(%3), %1\n\t"
+                     "movl %%ds:0, %0\n\t"                  /* the hidden part is unchanged */
+                     "movw %%ds, %%ax\n\tmovw %%ax, %%ds\n\t"   /* reload: the bit is set again */
+                     "movl %%es:(%3), %2\n\t"
+                     "movw $0x23, %%ax\n\tmovw %%ax, %%ds"
+                     : "=&r"(a), "=&r"(before), "=&r"(after) : "r"(hi) : "eax", "memory");
+    uprintf("user: read 0x%08x through DS; accessed bit %u after clearing, %u after the reload\n",
+            a, (before >> 8) & 1, (after >> 8) & 1);
+    return (after >> 8) & 1;
+}
+
 int main(uint32_t magic, struct multiboot_info *mbi)
 {
     (void)magic;
@@ -97,6 +122,10 @@ int main(uint32_t magic, struct multiboot_info *mbi)
     printf("LDT run: result 0x%08x\n", r);
     check_eq("ldt_reads", r, 0x0ddba11 ^ 0xcafef00d ^ 0x8badf00d);
     __asm__ volatile("lldt %w0" : : "r"(0));
+
+    gdt_set(DS_INDEX, (uint32_t)ldt_data, sizeof ldt_data - 1, 0xf3, 0x4);
+    r = run_user(user_abit, 0, EFL_IF);
+    check_eq("abit_set_again", r, 1);
     printf("decide_nt: done, %d failures\n", failures);
     return failures;
 }
