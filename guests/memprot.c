@@ -97,28 +97,6 @@ static void show(const char *what, uint32_t va)
 
 /* ------------------------------------------------------------ fault probes */
 
-static void k_read(uint32_t va)
-{
-    __asm__ volatile(FAULT_ARM "1: movl (%0), %0\n2:" : "+r"(va) : : "memory");
-}
-
-static void k_write(uint32_t va)
-{
-    __asm__ volatile(FAULT_ARM "1: movl $0x0badf00d, (%0)\n2:" : : "r"(va) : "memory");
-}
-
-static uint32_t u_read(uint32_t va)
-{
-    __asm__ volatile(FAULT_ARM "1: movl (%0), %0\n2:" : "+r"(va) : : "memory");
-    return va;
-}
-
-static uint32_t u_write(uint32_t va)
-{
-    __asm__ volatile(FAULT_ARM "1: movl $0x0badf00d, (%0)\n2:" : : "r"(va) : "memory");
-    return 0;
-}
-
 static uint32_t u_plain_read(uint32_t va)
 {
     return *(volatile uint32_t *)va;
@@ -184,54 +162,54 @@ static void part1_protection(void)
     v = ((fn1_t)VA_SX)(0x0000ffff);
     printf("ring0 call into supervisor page: 0x%08x\n", v);
     check_eq("r0_exec_sup_page", v, 0x0000ffff ^ 0x5a5a5a5a);
-    run_user(u_write, VA_URO + 0x24, EFL_IF);
+    run_user(probe_user_write, VA_URO + 0x24, EFL_IF);
     check_fault("r3_write_user_ro_wp0", VEC_PF, 7, fault_site, VA_URO + 0x24);
 
     /* CR0.WP = 1 */
     write_cr0(read_cr0() | CR0_WP);
     printf("cr0=0x%08x (WP=1)\n", read_cr0());
-    k_write(VA_URO + 0x28);
+    probe_write(VA_URO + 0x28);
     check_fault("r0_write_user_ro_wp1", VEC_PF, 3, fault_site, VA_URO + 0x28);
-    k_write(VA_SRO + 0x2c);
+    probe_write(VA_SRO + 0x2c);
     check_fault("r0_write_sup_ro_wp1", VEC_PF, 3, fault_site, VA_SRO + 0x2c);
-    k_write(VA_ROPDE + 0x30);
+    probe_write(VA_ROPDE + 0x30);
     check_fault("r0_write_ro_pde_wp1", VEC_PF, 3, fault_site, VA_ROPDE + 0x30);
     printf("frames after WP=1 writes: uro+0x28=0x%08x sro+0x2c=0x%08x u+0x30=0x%08x\n",
            rd(FRAME(FR_URO) + 0x28), rd(FRAME(FR_SRO) + 0x2c), rd(FRAME(FR_U) + 0x30));
     v = rd(VA_SRO + 0x20);
     printf("ring0 read supervisor ro page, WP=1: 0x%08x\n", v);
     check_eq("r0_read_sup_ro_wp1", v, 0x33aa0003);
-    k_read(VA_NP + 0x123);
+    probe_read(VA_NP + 0x123);
     check_fault("r0_read_not_present", VEC_PF, 0, fault_site, VA_NP + 0x123);
-    k_write(VA_NP + 0x456);
+    probe_write(VA_NP + 0x456);
     check_fault("r0_write_not_present", VEC_PF, 2, fault_site, VA_NP + 0x456);
-    k_write(VA_NOPDE + 0x8);
+    probe_write(VA_NOPDE + 0x8);
     check_fault("r0_write_no_pde", VEC_PF, 2, fault_site, VA_NOPDE + 0x8);
 
     /* Ring 3. */
     v = run_user(u_plain_read, VA_URO + 0x20, EFL_IF);
     printf("ring3 read user ro page: 0x%08x\n", v);
     check_eq("r3_read_user_ro", v, 0x11aa0001);
-    run_user(u_write, VA_URO + 0x34, EFL_IF);
+    run_user(probe_user_write, VA_URO + 0x34, EFL_IF);
     check_fault("r3_write_user_ro", VEC_PF, 7, fault_site, VA_URO + 0x34);
-    run_user(u_read, VA_SUP + 0x38, EFL_IF);
+    run_user(probe_user_read, VA_SUP + 0x38, EFL_IF);
     check_fault("r3_read_sup", VEC_PF, 5, fault_site, VA_SUP + 0x38);
-    run_user(u_write, VA_SUP + 0x3c, EFL_IF);
+    run_user(probe_user_write, VA_SUP + 0x3c, EFL_IF);
     check_fault("r3_write_sup", VEC_PF, 7, fault_site, VA_SUP + 0x3c);
-    run_user(u_read, VA_SRO + 0x40, EFL_IF);
+    run_user(probe_user_read, VA_SRO + 0x40, EFL_IF);
     check_fault("r3_read_sup_ro", VEC_PF, 5, fault_site, VA_SRO + 0x40);
-    run_user(u_read, VA_SUPPDE + 0x44, EFL_IF);
+    run_user(probe_user_read, VA_SUPPDE + 0x44, EFL_IF);
     check_fault("r3_read_sup_pde", VEC_PF, 5, fault_site, VA_SUPPDE + 0x44);
-    run_user(u_write, VA_SUPPDE + 0x48, EFL_IF);
+    run_user(probe_user_write, VA_SUPPDE + 0x48, EFL_IF);
     check_fault("r3_write_sup_pde", VEC_PF, 7, fault_site, VA_SUPPDE + 0x48);
     v = run_user(u_plain_read, VA_ROPDE + 0x20, EFL_IF);
     printf("ring3 read through ro pde: 0x%08x\n", v);
     check_eq("r3_read_ro_pde", v, 0x44aa0004);
-    run_user(u_write, VA_ROPDE + 0x4c, EFL_IF);
+    run_user(probe_user_write, VA_ROPDE + 0x4c, EFL_IF);
     check_fault("r3_write_ro_pde", VEC_PF, 7, fault_site, VA_ROPDE + 0x4c);
-    run_user(u_read, VA_NP + 0x50, EFL_IF);
+    run_user(probe_user_read, VA_NP + 0x50, EFL_IF);
     check_fault("r3_read_not_present", VEC_PF, 4, fault_site, VA_NP + 0x50);
-    run_user(u_write, VA_NP + 0x54, EFL_IF);
+    run_user(probe_user_write, VA_NP + 0x54, EFL_IF);
     check_fault("r3_write_not_present", VEC_PF, 6, fault_site, VA_NP + 0x54);
     v = run_user((fn1_t)VA_UX, 0x0f0f0f0f, EFL_IF);
     printf("ring3 call into user ro code page: 0x%08x\n", v);
@@ -389,7 +367,7 @@ static void part3_selfmap(void)
     /* Clear a PTE through the self-map: the next access faults. */
     *SELF_PTE(VA_RT) = 0;
     invlpg(VA_RT);
-    k_read(VA_RT + 0x44);
+    probe_read(VA_RT + 0x44);
     check_fault("self_cleared_pte", VEC_PF, 0, fault_site, VA_RT + 0x44);
     *SELF_PTE(VA_RT) = FRAME(FR_A) | PG_P | PG_W | PG_U;
     invlpg(VA_RT);
@@ -416,7 +394,7 @@ static void part4_invalidation(void)
 
     *pte = 0;
     invlpg(VA_RT);
-    k_read(VA_RT + 0x8);
+    probe_read(VA_RT + 0x8);
     check_fault("inv_unmapped_read", VEC_PF, 0, fault_site, VA_RT + 0x8);
     *pte = FRAME(FR_A) | PG_P | PG_W | PG_U;
     write_cr3(read_cr3());
@@ -427,7 +405,7 @@ static void part4_invalidation(void)
     /* Permissions (CR0.WP is 1). */
     uint32_t *pp = pte_of(VA_PERM);
     printf("perm pte=0x%08x cr0.wp=%u\n", *pp, (read_cr0() >> 16) & 1);
-    k_write(VA_PERM + 0x10);
+    probe_write(VA_PERM + 0x10);
     check_fault("inv_ro_write", VEC_PF, 3, fault_site, VA_PERM + 0x10);
     *pp |= PG_W;
     invlpg(VA_PERM);
@@ -437,7 +415,7 @@ static void part4_invalidation(void)
     check_eq("inv_rw_write", v, 0x9e7a0001);
     *pp &= ~PG_W;
     invlpg(VA_PERM);
-    k_write(VA_PERM + 0x14);
+    probe_write(VA_PERM + 0x14);
     check_fault("inv_back_to_ro", VEC_PF, 3, fault_site, VA_PERM + 0x14);
 
     v = run_user(u_plain_read, VA_PERM + 0x10, EFL_IF);
@@ -445,7 +423,7 @@ static void part4_invalidation(void)
     check_eq("inv_user_read", v, 0x9e7a0001);
     *pp &= ~PG_U;
     invlpg(VA_PERM);
-    run_user(u_read, VA_PERM + 0x18, EFL_IF);
+    run_user(probe_user_read, VA_PERM + 0x18, EFL_IF);
     check_fault("inv_made_supervisor", VEC_PF, 5, fault_site, VA_PERM + 0x18);
     *pp |= PG_U | PG_W;
     write_cr3(read_cr3());
@@ -465,7 +443,7 @@ static void part4_invalidation(void)
     check_eq("inv_pde_pt2", v, 0x08000020);
     *pde = 0;
     write_cr3(read_cr3());
-    k_read(VA_PDSW + 0x84);
+    probe_read(VA_PDSW + 0x84);
     check_fault("inv_pde_not_present", VEC_PF, 0, fault_site, VA_PDSW + 0x84);
     *pde = (uint32_t)pt_sw1 | PG_P | PG_W | PG_U;
     invlpg(VA_PDSW);

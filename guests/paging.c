@@ -62,28 +62,6 @@ static uint32_t pte_flags(uint32_t *pd, uint32_t va)
 }
 
 /* Ring-0 and ring-3 accessors that expect a fault. */
-static void k_read(uint32_t va)
-{
-    __asm__ volatile(FAULT_ARM "1: movl (%0), %0\n2:" : "+r"(va) : : "memory");
-}
-
-static void k_write(uint32_t va)
-{
-    __asm__ volatile(FAULT_ARM "1: movl $0x0badf00d, (%0)\n2:" : : "r"(va) : "memory");
-}
-
-static uint32_t u_read(uint32_t va)
-{
-    __asm__ volatile(FAULT_ARM "1: movl (%0), %0\n2:" : "+r"(va) : : "memory");
-    return va;
-}
-
-static uint32_t u_write(uint32_t va)
-{
-    __asm__ volatile(FAULT_ARM "1: movl $0x0badf00d, (%0)\n2:" : : "r"(va) : "memory");
-    return 0;
-}
-
 static uint32_t u_plain_read(uint32_t va)
 {
     return *(volatile uint32_t *)va;
@@ -204,37 +182,37 @@ int main(uint32_t magic, struct multiboot_info *mbi)
     check_eq("ro_write_wp0", v, 0x0000beef);
     write_cr0(read_cr0() | CR0_WP);
     printf("cr0 with WP=0x%08x\n", read_cr0());
-    k_write(VA_RO + 0x44);
+    probe_write(VA_RO + 0x44);
     check_fault("pf_ring0_write_ro_wp1", VEC_PF, 0x3, fault_site, VA_RO + 0x44);
-    k_write(VA_ROPDE + 0x8);
+    probe_write(VA_ROPDE + 0x8);
     check_fault("pf_ring0_write_ro_pde_wp1", VEC_PF, 0x3, fault_site, VA_ROPDE + 0x8);
 
     /* Not present, ring 0. */
-    k_read(VA_NP + 0xabc);
+    probe_read(VA_NP + 0xabc);
     check_fault("pf_ring0_read_not_present", VEC_PF, 0x0, fault_site, VA_NP + 0xabc);
-    k_write(VA_NOPDE + 0x10);
+    probe_write(VA_NOPDE + 0x10);
     check_fault("pf_ring0_write_no_pde", VEC_PF, 0x2, fault_site, VA_NOPDE + 0x10);
 
     /* Ring 3. */
     v = run_user(u_plain_read, VA_RO + 0x40, EFL_IF);
     printf("ring3 read of user ro page: 0x%08x\n", v);
     check_eq("ring3_read_ro", v, 0x0000beef);
-    run_user(u_write, VA_RO + 0x48, EFL_IF);
+    run_user(probe_user_write, VA_RO + 0x48, EFL_IF);
     check_fault("pf_ring3_write_ro", VEC_PF, 0x7, fault_site, VA_RO + 0x48);
-    run_user(u_read, VA_SUP + 0x100, EFL_IF);
+    run_user(probe_user_read, VA_SUP + 0x100, EFL_IF);
     check_fault("pf_ring3_read_supervisor", VEC_PF, 0x5, fault_site, VA_SUP + 0x100);
-    run_user(u_write, VA_SUP + 0x104, EFL_IF);
+    run_user(probe_user_write, VA_SUP + 0x104, EFL_IF);
     check_fault("pf_ring3_write_supervisor", VEC_PF, 0x7, fault_site, VA_SUP + 0x104);
-    run_user(u_read, VA_SUPPDE + 0x200, EFL_IF);
+    run_user(probe_user_read, VA_SUPPDE + 0x200, EFL_IF);
     check_fault("pf_ring3_read_supervisor_pde", VEC_PF, 0x5, fault_site, VA_SUPPDE + 0x200);
-    v = run_user(u_read, VA_ROPDE + 0x4, EFL_IF);
+    v = run_user(probe_user_read, VA_ROPDE + 0x4, EFL_IF);
     printf("ring3 read through ro pde: 0x%08x\n", v);
     check_eq("ring3_read_ro_pde", v, 0x30000001);
-    run_user(u_write, VA_ROPDE + 0x8, EFL_IF);
+    run_user(probe_user_write, VA_ROPDE + 0x8, EFL_IF);
     check_fault("pf_ring3_write_ro_pde", VEC_PF, 0x7, fault_site, VA_ROPDE + 0x8);
-    run_user(u_read, VA_NP + 0x300, EFL_IF);
+    run_user(probe_user_read, VA_NP + 0x300, EFL_IF);
     check_fault("pf_ring3_read_not_present", VEC_PF, 0x4, fault_site, VA_NP + 0x300);
-    run_user(u_write, VA_NOPDE, EFL_IF);
+    run_user(probe_user_write, VA_NOPDE, EFL_IF);
     check_fault("pf_ring3_write_no_pde", VEC_PF, 0x6, fault_site, VA_NOPDE);
 
     show_pte("final alias1", pd1, VA_ALIAS1);

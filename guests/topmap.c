@@ -113,31 +113,9 @@ static uint32_t r32(uint32_t a)
     return v;
 }
 
-static void k_read(uint32_t va)
-{
-    __asm__ volatile(FAULT_ARM "1: movl (%0), %0\n2:" : "+r"(va) : : "memory");
-}
-
-static void k_write(uint32_t va)
-{
-    __asm__ volatile(FAULT_ARM "1: movl $0x0badf00d, (%0)\n2:" : : "r"(va) : "memory");
-}
-
 static void k_jump(uint32_t va)
 {
     __asm__ volatile(FAULT_ARM "1: jmp *%0\n2:" : : "r"(va) : "memory");
-}
-
-static uint32_t u_read(uint32_t va)
-{
-    __asm__ volatile(FAULT_ARM "1: movl (%0), %0\n2:" : "+r"(va) : : "memory");
-    return va;
-}
-
-static uint32_t u_write(uint32_t va)
-{
-    __asm__ volatile(FAULT_ARM "1: movl $0x0badf00d, (%0)\n2:" : : "r"(va) : "memory");
-    return 0;
 }
 
 static void show_pte(const char *what, uint32_t va)
@@ -555,9 +533,9 @@ static void t5_faults(void)
     print("--- t5: page faults in the region\n");
     reset();
 
-    k_read(VA_NP + 0x10);
+    probe_read(VA_NP + 0x10);
     check_fault("t5_read_not_present", VEC_PF, 0, fault_site, VA_NP + 0x10);
-    k_write(VA_NP + 0x14);
+    probe_write(VA_NP + 0x14);
     check_fault("t5_write_not_present", VEC_PF, 2, fault_site, VA_NP + 0x14);
     k_jump(VA_NP + 0x100);
     check_fault("t5_fetch_not_present", VEC_PF, 0, VA_NP + 0x100, VA_NP + 0x100);
@@ -566,7 +544,7 @@ static void t5_faults(void)
     printf("t5 read of read-only page: 0x%08x\n", v);
     check_eq("t5_read_ro", v, 0x50000018);
     printf("t5 cr0.wp=%u\n", (read_cr0() >> 16) & 1);
-    k_write(VA_RO + 0x1c);
+    probe_write(VA_RO + 0x1c);
     check_fault("t5_write_ro_wp1", VEC_PF, 3, fault_site, VA_RO + 0x1c);
     printf("t5 ro frame +0x1c after faulting write: 0x%08x\n", ID32(F_RO, 0x1c));
     check_eq("t5_write_ro_unchanged", ID32(F_RO, 0x1c), 0x5000001c);
@@ -687,13 +665,13 @@ static void t6_ring3(void)
     check_eq("t6_user_stack_region", v == 1 && rep_esp == 0xfffdffe8 && rep_edx == 0xfffdffe8 &&
              rep_ecx == 0x00c0ffee && ID32(F_USER, 0xfe8) == 0x12340000, 1);
 
-    run_user(u_read, VA_T0 + 0x20, EFL_IF);
+    run_user(probe_user_read, VA_T0 + 0x20, EFL_IF);
     check_fault("t6_user_read_supervisor", VEC_PF, 5, fault_site, VA_T0 + 0x20);
-    run_user(u_write, VA_T1 + 0x24, EFL_IF);
+    run_user(probe_user_write, VA_T1 + 0x24, EFL_IF);
     check_fault("t6_user_write_supervisor", VEC_PF, 7, fault_site, VA_T1 + 0x24);
-    run_user(u_write, VA_RO + 0x28, EFL_IF);
+    run_user(probe_user_write, VA_RO + 0x28, EFL_IF);
     check_fault("t6_user_write_supervisor_ro", VEC_PF, 7, fault_site, VA_RO + 0x28);
-    run_user(u_read, VA_NP + 0x2c, EFL_IF);
+    run_user(probe_user_read, VA_NP + 0x2c, EFL_IF);
     check_fault("t6_user_read_not_present", VEC_PF, 4, fault_site, VA_NP + 0x2c);
     printf("t6 frames unchanged: T1+0x24=0x%08x RO+0x28=0x%08x\n", ID32(F_T1, 0x24), ID32(F_RO, 0x28));
     check_eq("t6_frames_unchanged", ID32(F_T1, 0x24) == 0x20000024 && ID32(F_RO, 0x28) == 0x50000028, 1);
@@ -782,7 +760,7 @@ static void t8_pagetable(void)
     invlpg(VA_RT);
     printf("t8 xchg cleared pte(0xfffd0000): old=0x%08x now=0x%08x\n", old, pt_top[pte_idx(VA_RT)]);
     check_eq("t8_xchg_old", old, FRAME(F_B) | PG_P | PG_W | PG_A);
-    k_read(VA_RT + 0x44);
+    probe_read(VA_RT + 0x44);
     check_fault("t8_cleared_read", VEC_PF, 0, fault_site, VA_RT + 0x44);
     ptv[pte_idx(VA_RT)] = FRAME(F_A) | PG_P | PG_W;
     invlpg(VA_RT);
@@ -798,7 +776,7 @@ static void t8_pagetable(void)
     check_eq("t8_orl_writable", ID32(F_RO, 0x30), 0x31313131);
     __asm__ volatile("andl $~2, (%0)" : : "r"(VA_PT + pte_idx(VA_RO) * 4) : "memory", "cc");
     invlpg(VA_RO);
-    k_write(VA_RO + 0x34);
+    probe_write(VA_RO + 0x34);
     check_fault("t8_andl_readonly", VEC_PF, 3, fault_site, VA_RO + 0x34);
 
     /* The PTE that maps the page table itself: read and written through it. */

@@ -512,6 +512,14 @@ uint32_t *pg_pte(uint32_t *pd, uint32_t va);    /* 0 if no page table */
 void paging_enable(uint32_t *pd, int wp);       /* CR3 = pd, CR0.PG (| WP) */
 void paging_disable(void);
 
+/* One dword read or written at va where a fault is expected (armed with
+ * FAULT_ARM; fault_site names the access).  The user forms are for
+ * run_user(). */
+void probe_read(uint32_t va);
+void probe_write(uint32_t va);
+uint32_t probe_user_read(uint32_t va);
+uint32_t probe_user_write(uint32_t va);
+
 /* The first word after the file name on the Multiboot command line. */
 void guest_arg(uint32_t magic, const struct multiboot_info *mbi, char *buf, size_t size);
 

@@ -355,3 +355,32 @@ guest_arg(uint32_t magic, const struct multiboot_info *mbi, char *buf, size_t si
     }
     buf[n] = 0;
 }
+
+/* Accesses that expect a fault (FAULT_ARM): a read or a write of one
+ * dword at va, from the ring the caller runs in.  The user forms have the
+ * signature run_user() takes. */
+void
+probe_read(uint32_t va)
+{
+    __asm__ volatile(FAULT_ARM "1: movl (%0), %0\n2:" : "+r"(va) : : "memory");
+}
+
+void
+probe_write(uint32_t va)
+{
+    __asm__ volatile(FAULT_ARM "1: movl $0x0badf00d, (%0)\n2:" : : "r"(va) : "memory");
+}
+
+uint32_t
+probe_user_read(uint32_t va)
+{
+    __asm__ volatile(FAULT_ARM "1: movl (%0), %0\n2:" : "+r"(va) : : "memory");
+    return va;
+}
+
+uint32_t
+probe_user_write(uint32_t va)
+{
+    __asm__ volatile(FAULT_ARM "1: movl $0x0badf00d, (%0)\n2:" : : "r"(va) : "memory");
+    return 0;
+}
