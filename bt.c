@@ -1087,14 +1087,23 @@ run_block(struct vcpu *v, struct block *b, int step)
     u32 cr4 = (rcr4() & ~CR4_TSD) | (user3 ? v->cr4 & CR4_TSD : 0);
     if (cr4 != rcr4())
         lcr4(cr4);
-    shadow_bt_descriptors(1);
-    /* The cached descriptors change only when a segment register does. */
-    static u32 hw_gen = ~0u;
+    shadow_sync_for_bt(v);
+    shadow_engine(0);
+    /* The hardware selectors change only when a segment register or the
+     * shadows do (shadow.c, H:025). */
+    static u32 hw_gen = ~0u, hw_sgen = ~0u;
     static u16 hw_sel[NSEG];
-    if (hw_gen != v->seg_gen || !hw_sel[SEG_CS]) {
-        for (int s = 0; s < NSEG; s++)
-            hw_sel[s] = shadow_hw_selector(v, s);
+    if (hw_gen != v->seg_gen || hw_sgen != shadow_generation() || !hw_sel[SEG_CS]) {
+        for (int s = 0; s < NSEG; s++) {
+            int from_shadow;
+            hw_sel[s] = shadow_hw_selector(v, s, &from_shadow);
+            if (from_shadow)
+                v->st.seg_shadow++;
+            else if (hw_sel[s])
+                v->st.seg_cached++;
+        }
         hw_gen = v->seg_gen;
+        hw_sgen = shadow_generation();
     }
     if (rl.active) {
         /* Re-base each relocated segment so its access lands on its
@@ -1109,6 +1118,7 @@ run_block(struct vcpu *v, struct block *b, int step)
                 attr = (attr & ~(STA_X | STA_E)) | STA_W;
             vmm_gdt[GDT_CACHED + sr] = desc_make(sg->base + alias_va(j, 0) - rl.r[j].la_page, 0xffffffff,
                                                  attr | (bt_ring << 5));
+            hw_sel[sr] = SEL(GDT_CACHED + sr, bt_ring);
         }
         hw_gen = ~0u;
     }

@@ -63,8 +63,7 @@ enter(struct vcpu *v)
     u32 cr4 = (rcr4() & ~CR4_TSD) | (v->cr4 & CR4_TSD);
     if (cr4 != rcr4())
         lcr4(cr4);
-    shadow_bt_descriptors(0);
-    shadow_load_ldtr();
+    shadow_engine(1);
     v->st.de_entries++;
 }
 
@@ -99,6 +98,14 @@ direct_run(struct vcpu *v)
         mmu_de_view(0);
         vm_enter(f, cr3);
         v->st.traps[f->trapno & 0xff]++;
+        if (f->trapno == T_PF && (f->err & (PFE_W | PFE_U)) == PFE_W && shadow_de_table_write(rcr2())) {
+            /* The CPU setting a descriptor's accessed bit, in direct
+             * execution's copy of the guest's table (shadow.c, H:012):
+             * let the emulator load the segment from the guest's own
+             * table, setting the bit there. */
+            f->trapno = T_EMULATE;
+            break;
+        }
         if (f->trapno == T_PF) {
             int r = mmu_page_fault(v, rcr2(), f->err);
             if (r == PF_HIDDEN)
@@ -159,7 +166,9 @@ direct_run(struct vcpu *v)
     case T_TRACED:
         return;
     case T_EMULATE:
-        emulate_one(v);
+        if (emulate_one(v) == NOT_EMULATED)
+            vm_stop(v, "direct execution trapped at %08x on an instruction the monitor expected to emulate",
+                    v->eip);
         return;
     case T_RELOC: {
         /* An access to the monitor's top 4 MiB, where the guest may have

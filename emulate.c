@@ -1299,6 +1299,16 @@ need_cpl0(struct vcpu *v)
     return OK;
 }
 
+/* SGDT, SIDT, SLDT, STR and SMSW at CPL > 0 with the guest's CR4.UMIP
+ * set (virtual-8086 mode is CPL 3): #GP(0). */
+static int
+umip_check(struct vcpu *v)
+{
+    if ((v->cr4 & CR4_UMIP) && (v->cr0 & CR0_PE) && (v->cpl != 0 || (v->eflags & EFLAGS_VM)))
+        return raise_gp(v, 0);
+    return OK;
+}
+
 /* SLDT, STR, LLDT, LTR, VERR, VERW (SDM Vol. 2B). */
 static int
 emu_grp6(struct vcpu *v, struct insn *in, u32 next)
@@ -1312,6 +1322,8 @@ emu_grp6(struct vcpu *v, struct insn *in, u32 next)
     switch (in->reg) {
     case 0:     /* sldt */
     case 1:     /* str */
+        if (umip_check(v) != OK)
+            return FAULT;
         sel = in->reg == 0 ? v->ldtr.sel : v->tr.sel;
         if (rm_write(v, in, in->mod == 3 ? in->opsize : 2, sel) != OK)
             return FAULT;
@@ -1397,6 +1409,8 @@ emu_grp7(struct vcpu *v, struct insn *in, u32 next)
     case 1:     /* sidt */
         if (in->mod == 3)
             return raise_fault(v, T_UD, 0);
+        if (umip_check(v) != OK)
+            return FAULT;
         base = in->opsize == 2 ? t->base & 0xffffff : t->base;
         lim = t->limit;
         if (seg_write(v, ea_seg(in), ea_off(v, in), &lim, 2) != OK ||
@@ -1418,6 +1432,8 @@ emu_grp7(struct vcpu *v, struct insn *in, u32 next)
             shadow_gdt_changed(v);
         break;
     case 4:     /* smsw */
+        if (umip_check(v) != OK)
+            return FAULT;
         if (rm_write(v, in, in->mod == 3 ? in->opsize : 2, v->cr0) != OK)
             return FAULT;
         break;
@@ -1506,7 +1522,7 @@ emu_invd(struct vcpu *v, struct insn *in, u32 next)
  * VME and PVI are not virtualized: a guest that relies on them is
  * stopped (vmm_decide, emu_mov_cr). */
 #define CR4_VALID (CR4_VME | CR4_PVI | CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_MCE | \
-                   CR4_PGE | CR4_PCE | 0x200 | 0x400)
+                   CR4_PGE | CR4_PCE | CR4_OSFXSR | CR4_OSXMMEXCPT | (host_umip ? CR4_UMIP : 0))
 
 /*E:060 MOV to and from control registers.  The guest's CR0, CR3 and CR4
  * are virtual: the real ones belong to the monitor.  A CR3 write only
@@ -1641,6 +1657,9 @@ emu_cpuid(struct vcpu *v, struct insn *in, u32 next)
     if (leaf == 1) {
         d &= CPUID1_EDX_VALID;
         c &= 0x80000000;        /* only "a hypervisor is present": true both ways */
+    } else if (leaf == 7) {
+        b = d = 0;              /* structured extended features: only UMIP (vmm.c, E:005) */
+        c &= 1u << 2;
     }
     v->f.eax = a;
     v->f.ebx = b;

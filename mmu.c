@@ -504,14 +504,14 @@ static void
 de_view_init(void)
 {
     extern char __entry_start[], __entry_end[];
-    extern struct desc vmm_gdt[];
     u32 ro[5][2] = {
-        { (u32)vmm_gdt, NGDT * sizeof(struct desc) },
+        { 0, 0 },
         { (u32)vmm_idt_addr(), PGSIZE },
         { (u32)&tss_page, PGSIZE },
         { (u32)__entry_start, (u32)(__entry_end - __entry_start) },
-        { (u32)shadow_ldt_page(), PGSIZE },
+        { 0, 0 },
     };
+    shadow_de_tables(&ro[0][0], &ro[0][1], &ro[4][0], &ro[4][1]);
     memset(de_pt, 0, sizeof de_pt);
     for (int r = 0; r < 5; r++)
         for (u32 a = ro[r][0]; a < ro[r][0] + ro[r][1]; a += PGSIZE)

@@ -1,114 +1,221 @@
 /*
  * shadow.c -- shadow descriptor tables and cached descriptors.
  *
- * The CPU never loads the guest's GDT.  GDTR always points at the
- * monitor's table, whose low part holds "shadow descriptors" (US
- * 6,397,242, abstract): copies of the guest's, entry for entry, so that a
- * guest selector means the same thing to the hardware as to the guest,
- * adjusted so the guest cannot reach the monitor.  The adjustments
- * (docs/00-overview.md):
- *  - DPL 0 becomes DPL 1: translated guest kernel code runs at ring 1 and
- *    must be able to load its own segments;
- *  - the limit is cut below the monitor's 4 MiB ("truncation"); the base
- *    is never changed;
- *  - the accessed bit is preset, so the CPU never writes the table;
- *  - system descriptors (TSS, LDT, gates) are not shadowed: the
- *    hardware's TR and LDTR are the monitor's.
- * Above the shadows sit the six "cached descriptors", one per segment
- * register: the hidden part of a virtual segment register that is not
- * reversible (segtrack.c), or simply the one translated code uses.
+ * The CPU never loads the guest's GDT or LDT.  GDTR always points at one
+ * of the monitor's tables, whose low part holds "shadow descriptors" (US
+ * 6,397,242, abstract): copies of the guest's, entry for entry, so that
+ * a guest selector means the same thing to the hardware as to the guest.
+ * The patent's monitor GDT has three groups (Bugnion et al., TOCS 2012):
+ * the shadows, six "cached descriptors" (the hidden part of each virtual
+ * segment register, H:020), and the monitor's own descriptors.
  *
- * The shadows are kept coherent with write traces on the guest's GDT and
- * LDT pages (H:015, H:017) and refreshed whole when they may be stale.
- * Deviation: expand-down segments are not truncated.
+ * There are two such tables here, one for each engine - the "two
+ * shadows" that VMware's later US 7,281,102 describes:
+ *
+ *  - vmm_gdt, the one translated code runs on (the patent's): each guest
+ *    code or data descriptor with DPL 0 raised to the ring translated
+ *    code runs at (1), its limit cut below the monitor's 4 MiB with the
+ *    base kept ("truncation", H:010), its accessed bit preset; system
+ *    descriptors left out, since translated code never lets the hardware
+ *    follow a gate or switch tasks (emulate.c does).  Translated code
+ *    loads a shadow for each reversible segment register and a cached
+ *    descriptor for the others (H:025).
+ *
+ *  - de_gdt, the one direct execution runs on: the guest's descriptors
+ *    exactly as they are, untruncated and with their own DPLs.  Guest
+ *    code there runs at CPL 3, where paging alone keeps it out of the
+ *    monitor (its pages are supervisor-only), and an exact copy is what
+ *    makes LAR, LSL, VERR and VERW, which cannot be made to trap, give
+ *    the guest's answers.  The only entries changed are those CPL 3 could
+ *    make the hardware follow into the monitor's hands: DPL-3 call gates,
+ *    task gates and TSS descriptors (H:012).
+ *
+ * Both are kept coherent with write traces on the guest's GDT and LDT
+ * pages (H:015, H:017) and refreshed whole when they may be stale.
  *
  * Hardware:   SDM Vol. 3A §3.4.5 (Segment Descriptors), §3.5.1 (Segment
- *             Descriptor Tables).
+ *             Descriptor Tables), §5.8.3 (Call Gates), §7.2.2 (TSS
+ *             Descriptor), SDM Vol. 2A LAR, LSL.
  * Runs in:    VMM, ring 0, interrupts off.
  * Read after: segtrack.c.
  */
 #include "vmm.h"
 
-/* What the guest's GDT held at the last refresh, entry for entry; the
- * hardware loads the shadow of exactly these in direct execution.
- * Written only here. */
+/* Direct execution's GDT and the two shadow LDTs.  vmm_gdt (vmm.c) is
+ * translated code's and the monitor's.  Written only here (and the
+ * monitor's entries of vmm_gdt by vmm.c and bt.c at boot). */
+static struct desc de_gdt[NGDT] __attribute__((aligned(PGSIZE)));
+#define LDT_MAX 512
+static struct desc bt_ldt[LDT_MAX] __attribute__((aligned(PGSIZE)));
+static struct desc de_ldt[LDT_MAX] __attribute__((aligned(PGSIZE)));
+
+/* What the guest's tables held at the last refresh, entry for entry. */
 static struct desc guest_copy[GDT_VMM_FIRST];
-static u8 shadowed[GDT_VMM_FIRST];
-static void gdt_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);      /* 1 if vmm_gdt[i] is a shadow of guest_copy[i] */
-static u32 nsynced;                     /* entries refreshed last time */
+static struct desc guest_ldt[LDT_MAX];
+/* 1 if direct execution's entry i reproduces guest entry i and the
+ * hardware can load it without writing to the table (S=1, P=1, A=1). */
+static u8 de_ok[GDT_VMM_FIRST], de_ldt_ok[LDT_MAX];
+static u32 nsynced, nldt;               /* entries refreshed last time */
+static u32 generation;                  /* bumped by every refresh (H:025) */
+static void table_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);
+
+/* The trap target that DPL-3 gates in direct execution's table are
+ * pointed at: a conforming code segment, not present, so that a far CALL
+ * or JMP through such a gate stops with #NP on it (H:012). */
+#define GDT_DE_TRAP 8190
 
 void
 shadow_init(void)
 {
     memset(guest_copy, 0, sizeof guest_copy);
-    memset(shadowed, 0, sizeof shadowed);
-    nsynced = 0;
-    trace_register(TR_DESC, gdt_written);
+    nsynced = nldt = 0;
+    /* The monitor's descriptors direct execution needs: the CPU loads
+     * CS and SS from them when a trap enters the monitor, and TR was
+     * loaded from the TSS descriptor once at boot.  The translated-code
+     * descriptors are absent, so guest code running directly cannot load
+     * them: it gets #GP(selector), as past the end of its own GDT. */
+    de_gdt[GDT_VMM_CS] = vmm_gdt[GDT_VMM_CS];
+    de_gdt[GDT_VMM_DS] = vmm_gdt[GDT_VMM_DS];
+    de_gdt[GDT_VMM_TSS] = vmm_gdt[GDT_VMM_TSS];
+    de_gdt[GDT_DE_TRAP] = desc_make(0, 0, SEG_S | STA_X | STA_R | STA_C | STA_A);
+    trace_register(TR_DESC, table_written);
 }
 
 /*H:010 Truncation.  A segment that would reach the monitor's 4 MiB gets
- * its limit cut to end just below VMM_BASE.  Where the CPU checks limits,
- * any access past it raises #GP and the monitor can emulate it instead.
- * The DPL is raised to at least `ring`. :*/
+ * its limit changed so that no offset in it does; the base is never
+ * changed.  Where the CPU checks limits, an access past the new limit
+ * raises #GP and the monitor can emulate it instead.
+ *  - Expand-up: the valid offsets are [0, limit]; the limit is cut to end
+ *    just below VMM_BASE.
+ *  - Expand-down: the valid offsets are (limit, upper], where upper is
+ *    0xffff or 0xffffffff by the B flag (SDM Vol. 3A §3.4.5.1), and the
+ *    limit can only move up, cutting offsets from the bottom.  So if the
+ *    monitor's offsets lie below the top of the segment, the limit is
+ *    raised past them (keeping the top part, where a downward stack
+ *    lives); if they reach the top, a data segment that is not a stack
+ *    can drop to a 64 KiB upper bound, and otherwise nothing of the
+ *    segment is left: every access through it faults and is emulated.
+ * The DPL is raised to at least `ring`, and the accessed bit is set so
+ * that the CPU never writes the table. :*/
+static int
+expand_down_truncate(u32 base, u32 *limit, u32 *attr, int stack)
+{
+    u32 upper = (*attr & SEG_DB) ? 0xffffffffu : 0xffff;
+    u32 m0 = VMM_BASE - base;                   /* first offset in the monitor (mod 2^32) */
+    u32 m1 = m0 + VMM_SIZE - 1;                 /* last */
+    int based_inside = m1 < m0;                 /* then offsets [0, m1] are in it too */
+    u32 lo = *limit;                            /* the valid offsets: (lo, upper] */
+    if (lo >= upper)
+        return 0;                               /* empty already */
+    if (based_inside ? !(upper >= m0 || lo < m1) : !(m0 <= upper && lo < m1))
+        return 0;                               /* clear of the monitor */
+    if (based_inside ? upper < m0 : m1 < upper) {
+        *limit = m1;                            /* keep (m1, upper] */
+        return 1;
+    }
+    if (!stack && !based_inside && upper == 0xffffffffu && m0 > 0xffff && lo < 0xffff) {
+        *attr &= ~SEG_DB;                       /* keep (lo, 0xffff] */
+        return 1;
+    }
+    *limit = upper;                             /* nothing left */
+    return 1;
+}
+
 struct desc
-shadow_truncate(struct desc d, int ring)
+shadow_truncate(struct desc d, int ring, int stack)
 {
     u32 base = desc_base(d), limit = desc_limit(d), attr = desc_attr(d);
     if ((int)SEG_DPL(attr) < ring)
         attr = (attr & ~(3u << 5)) | (ring << 5);
     attr |= STA_A;
-    int expand_down = !(attr & STA_X) && (attr & STA_E);
-    if (!expand_down && base < VMM_BASE && limit > VMM_BASE - 1 - base) {
+    if (!(attr & STA_X) && (attr & STA_E)) {
+        if (expand_down_truncate(base, &limit, &attr, stack) && limit > 0xfffff)
+            limit |= 0xfff;                     /* rounded up: still clear of the monitor */
+    } else if (base < VMM_BASE && limit > VMM_BASE - 1 - base) {
         limit = VMM_BASE - 1 - base;
         if (limit > 0xfffff)
-            limit = (limit & ~0xfffu) | 0xfff;      /* page-granular, still below */
+            limit = (limit & ~0xfffu) | 0xfff;  /* page-granular, still below */
         if ((u64)base + limit >= VMM_BASE)
             limit -= PGSIZE;
     }
+    /* Deviation: an expand-up segment based inside the monitor's region
+     * is left as it is: only offsets that wrap past 4 GiB are clear of
+     * the monitor, and a limit cannot say "from offset n on".  The
+     * software checks (bt.c, H:030) keep translated code out of it. */
     return desc_make(base, limit, attr);
 }
 
-/*H:015 Keeping the shadow GDT coherent.  The guest-physical frames
- * that hold the guest's GDT carry TR_DESC traces (trace.c): a write to
- * them, by either engine or by the monitor itself (an accessed bit),
- * marks the shadow stale.  Before direct execution the shadow is
- * refreshed only if it is stale, if the guest loaded another table, or if
- * its page tables now map the table's linear range to other frames. :*/
-#define GDT_MAX_PAGES 17
-static gpa_t gdt_frames[GDT_MAX_PAGES];
-static int ngdt_frames;
-static u32 synced_base, synced_limit;
-static int gdt_stale = 1;
+/*H:012 Direct execution's entries.  A code or data descriptor is copied
+ * as it is.  A system descriptor with DPL below 3 is copied too: at CPL 3
+ * every use of it - a far CALL or JMP through it, LAR, LSL - fails the
+ * DPL check before anything else happens (SDM Vol. 2A, CALL, LAR).  With
+ * DPL 3, three kinds would lead the hardware somewhere only the monitor
+ * may go, and are changed so that using them faults instead, after which
+ * emulate.c carries out the instruction against the guest's own tables:
+ *  - a call gate: its target becomes GDT_DE_TRAP, a not-present
+ *    conforming code segment (#NP on it, after the gate's own checks);
+ *  - a task gate: its TSS selector becomes GDT_DE_TRAP, not a TSS (#GP);
+ *  - an available TSS: shown busy, so a task switch to it raises #GP.
+ * Deviation: LAR on a DPL-3 available TSS in direct execution reads it
+ * as busy. :*/
+static struct desc
+de_image(struct desc g)
+{
+    u32 attr = desc_attr(g), type = SEG_TYPE(attr);
+    if ((attr & SEG_S) || SEG_DPL(attr) < 3)
+        return g;
+    if (type == STS_CG16 || type == STS_CG32 || type == STS_TG)
+        g.lo = (g.lo & 0xffff) | ((u32)SEL(GDT_DE_TRAP, 0) << 16);
+    else if (type == STS_T16A || type == STS_T32A)
+        g.hi |= 2u << 8;                        /* busy */
+    return g;
+}
 
-/* The shadow LDT: the guest's current LDT, entry for entry, loaded in
- * the hardware LDTR while the guest runs directly.  Deviation: at most
- * LDT_MAX entries are shadowed; selectors past them keep the guest in
- * translation. */
-#define LDT_MAX 512
-static struct desc shadow_ldt[LDT_MAX] __attribute__((aligned(PGSIZE)));
-static struct desc guest_ldt[LDT_MAX];
-static u8 ldt_shadowed[LDT_MAX];
-static u32 nldt;
-static gpa_t ldt_frames[GDT_MAX_PAGES];
-static int nldt_frames;
-static u32 ldt_synced_base, ldt_synced_limit;
-static int ldt_stale = 1;
+/* Translated code's entry: a truncated shadow of a code or data
+ * descriptor (present only if the guest's is), nothing for the rest. */
+static struct desc
+bt_image(struct desc g)
+{
+    struct desc z = { 0, 0 };
+    if (!(desc_attr(g) & SEG_S))
+        return z;
+    return shadow_truncate(g, bt_ring, 0);
+}
+
+/* Can the hardware reload this entry in direct execution without writing
+ * the table?  A descriptor with a clear accessed bit would have the CPU
+ * set it - in the shadow, which is read-only there (direct.c). */
+static int
+de_loadable(struct desc g)
+{
+    u32 a = desc_attr(g);
+    return (a & SEG_S) && (a & SEG_P) && (a & STA_A);
+}
+
+/*H:015 Keeping the shadows coherent.  The guest-physical frames that
+ * hold the guest's GDT carry TR_DESC traces (trace.c): a write to them,
+ * by either engine or by the monitor itself (an accessed bit), marks the
+ * shadows stale.  Before direct execution they are refreshed only if
+ * stale, if the guest loaded another table, or if its page tables now map
+ * the table's linear range to other frames. :*/
+#define TABLE_MAX_PAGES 17
+struct table_state {
+    gpa_t frames[TABLE_MAX_PAGES];
+    int nframes;
+    u32 base, limit;
+    int stale;
+};
+static struct table_state gdt_st = { .stale = 1 }, ldt_st = { .stale = 1 };
 
 static void
-gdt_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
+table_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
 {
-    gdt_stale = 1;              /* the page may hold the LDT too: both are reread */
-    ldt_stale = 1;
+    gdt_st.stale = 1;           /* the page may hold both tables: both are reread */
+    ldt_st.stale = 1;
 }
 
-void *
-shadow_ldt_page(void)
-{
-    return shadow_ldt;
-}
-
-/* The frames behind the guest GDT's linear range now; 0 if some page is
- * not mapped. */
+/* The frames behind a table's linear range now; 0 if some page is not
+ * mapped. */
 static int
 table_frames_now(struct vcpu *v, u32 base, u32 limit, gpa_t *frames, int *nf)
 {
@@ -116,7 +223,7 @@ table_frames_now(struct vcpu *v, u32 base, u32 limit, gpa_t *frames, int *nf)
     *nf = 0;
     for (u32 la = first;; la += PGSIZE) {
         gpa_t pa;
-        if (*nf == GDT_MAX_PAGES || mmu_translate(v, la, ACC_SYS | ACC_PEEK, &pa) != OK) {
+        if (*nf == TABLE_MAX_PAGES || mmu_translate(v, la, ACC_SYS | ACC_PEEK, &pa) != OK) {
             vfault.pending = 0;
             return 0;
         }
@@ -127,162 +234,159 @@ table_frames_now(struct vcpu *v, u32 base, u32 limit, gpa_t *frames, int *nf)
     return 1;
 }
 
-/* Refresh the shadow GDT from the guest's, if it may differ. */
+/* Is the copy of the table at (base, limit) current?  If not, move its
+ * traces to the frames behind it now and return 0: the caller rereads. */
+static int
+table_current(struct vcpu *v, struct table_state *t, u32 base, u32 limit, int present)
+{
+    gpa_t now[TABLE_MAX_PAGES];
+    int nnow = 0, mapped = present && table_frames_now(v, base, limit, now, &nnow);
+    if (!t->stale && present && mapped && base == t->base && limit == t->limit &&
+        nnow == t->nframes && !memcmp(now, t->frames, nnow * sizeof now[0]))
+        return 1;
+    for (int i = 0; i < t->nframes; i++)
+        trace_remove(t->frames[i], TR_DESC);
+    t->nframes = 0;
+    if (mapped)
+        for (int i = 0; i < nnow; i++) {
+            trace_add(v, now[i], TR_DESC);
+            t->frames[t->nframes++] = now[i];
+        }
+    t->base = base;
+    t->limit = limit;
+    t->stale = present && !mapped;      /* a table not fully mapped is read afresh each time */
+    return 0;
+}
+
+/* Read n descriptors from the guest's linear address la; entries that
+ * cannot be read become null. */
+static void
+read_table(struct vcpu *v, u32 la, struct desc *to, u32 n)
+{
+    /* One read of the whole table (a page walk per page, not per entry). */
+    if (!n || vmem_read(v, la, to, n * 8, ACC_SYS) == OK)
+        return;
+    vfault.pending = 0;
+    for (u32 i = 0; i < n; i++)
+        if (vmem_read(v, la + i * 8, &to[i], 8, ACC_SYS) != OK) {
+            vfault.pending = 0;
+            to[i].lo = to[i].hi = 0;
+        }
+}
+
+/* Refresh both shadow GDTs from the guest's, if it may differ. */
 void
 shadow_sync_gdt(struct vcpu *v)
 {
-    gpa_t now[GDT_MAX_PAGES];
-    int nnow;
-    int mapped = table_frames_now(v, v->gdtr.base, v->gdtr.limit, now, &nnow);
-    if (!gdt_stale && mapped && v->gdtr.base == synced_base && v->gdtr.limit == synced_limit &&
-        nnow == ngdt_frames && !memcmp(now, gdt_frames, nnow * sizeof now[0]))
+    if (table_current(v, &gdt_st, v->gdtr.base, v->gdtr.limit, 1))
         return;
-    for (int i = 0; i < ngdt_frames; i++)
-        trace_remove(gdt_frames[i], TR_DESC);
-    ngdt_frames = 0;
-    if (mapped) {
-        for (int i = 0; i < nnow; i++) {
-            trace_add(v, now[i], TR_DESC);
-            gdt_frames[i] = now[i];
-        }
-        ngdt_frames = nnow;
-    }
-    synced_base = v->gdtr.base;
-    synced_limit = v->gdtr.limit;
-    gdt_stale = !mapped;        /* a table not fully mapped is read afresh each time */
     u32 n = (v->gdtr.limit + 1) / 8;
     if (n > GDT_VMM_FIRST)
-        n = GDT_VMM_FIRST;
+        n = GDT_VMM_FIRST;      /* Deviation: guest entries 8176 and up are never shadowed */
     v->st.gdt_syncs++;
-    /* One read of the whole table (a page walk per page, not per entry). */
-    if (n && vmem_read(v, v->gdtr.base, guest_copy, n * 8, ACC_SYS) != OK) {
-        vfault.pending = 0;
-        for (u32 i = 0; i < n; i++) {
-            if (vmem_read(v, v->gdtr.base + i * 8, &guest_copy[i], 8, ACC_SYS) != OK) {
-                vfault.pending = 0;
-                guest_copy[i].lo = guest_copy[i].hi = 0;
-            }
-        }
-    }
+    generation++;
+    read_table(v, v->gdtr.base, guest_copy, n);
+    if (n)
+        guest_copy[0].lo = guest_copy[0].hi = 0;        /* the null descriptor */
     for (u32 i = 0; i < n; i++) {
-        struct desc d = guest_copy[i];
-        if (i == 0)
-            guest_copy[0].lo = guest_copy[0].hi = d.lo = d.hi = 0;
-        if ((desc_attr(d) & SEG_S) && (desc_attr(d) & STA_A) && i) {
-            vmm_gdt[i] = shadow_truncate(d, 1);
-            shadowed[i] = 1;
-        } else if ((desc_attr(d) & SEG_S) && i) {
-            /* Accessed bit clear: the CPU would write it into the guest's
-             * table on the first load, which may fault (a read-only GDT).
-             * Not present in the shadow, so that load traps and the
-             * monitor does it (emulate.c), accessed bit and all. */
-            vmm_gdt[i] = shadow_truncate(d, 1);
-            vmm_gdt[i].hi &= ~(SEG_P << 8);
-            shadowed[i] = 0;
-        } else {
-            vmm_gdt[i].lo = vmm_gdt[i].hi = 0;
-            shadowed[i] = 0;
-        }
+        vmm_gdt[i] = bt_image(guest_copy[i]);
+        de_gdt[i] = de_image(guest_copy[i]);
+        de_ok[i] = i && de_loadable(guest_copy[i]);
     }
     for (u32 i = n; i < nsynced; i++) {
-        vmm_gdt[i].lo = vmm_gdt[i].hi = 0;
-        shadowed[i] = 0;
+        vmm_gdt[i].lo = vmm_gdt[i].hi = de_gdt[i].lo = de_gdt[i].hi = 0;
+        de_ok[i] = 0;
     }
     nsynced = n;
 }
 
-/* The shadow of one guest code or data descriptor, present only if its
- * accessed bit is set (see shadow_sync_gdt).  Returns 1 if shadowed. */
-static int
-shadow_one(struct desc d, struct desc *sd)
-{
-    if (!(desc_attr(d) & SEG_S)) {
-        sd->lo = sd->hi = 0;
-        return 0;
-    }
-    *sd = shadow_truncate(d, 1);
-    if (desc_attr(d) & STA_A)
-        return 1;
-    sd->hi &= ~(SEG_P << 8);
-    return 0;
-}
-
-/*H:017 The shadow LDT, kept like the shadow GDT: refreshed when a trace
- * marks it stale, when the guest loads another LDT, or when its pages
- * move; loaded into the hardware LDTR (shadow_load_ldtr) before direct
- * execution, so that an LDT selector means the same to the hardware as
- * to the guest. :*/
+/*H:017 The shadow LDTs, kept like the shadow GDTs: refreshed when a
+ * trace marks them stale, when the guest loads another LDT, or when its
+ * pages move.  Each engine's table has a descriptor for its own, which
+ * the hardware LDTR holds while that engine runs (shadow_engine), so an
+ * LDT selector means the same to the hardware as to the guest.
+ * Deviation: at most LDT_MAX entries are shadowed; selectors past them
+ * keep the guest in translation, on cached descriptors. :*/
 void
 shadow_sync_ldt(struct vcpu *v)
 {
-    gpa_t now[GDT_MAX_PAGES];
-    int nnow = 0, mapped = 0;
     int present = (v->ldtr.attr & SEG_P) && (v->ldtr.sel & ~3u);
-    if (present)
-        mapped = table_frames_now(v, v->ldtr.base, v->ldtr.limit, now, &nnow);
-    if (!ldt_stale && present && mapped && v->ldtr.base == ldt_synced_base &&
-        v->ldtr.limit == ldt_synced_limit && nnow == nldt_frames &&
-        !memcmp(now, ldt_frames, nnow * sizeof now[0]))
+    if (table_current(v, &ldt_st, v->ldtr.base, v->ldtr.limit, present))
         return;
-    for (int i = 0; i < nldt_frames; i++)
-        trace_remove(ldt_frames[i], TR_DESC);
-    nldt_frames = 0;
-    nldt = 0;
-    ldt_stale = present && !mapped;
-    ldt_synced_base = v->ldtr.base;
-    ldt_synced_limit = v->ldtr.limit;
-    if (present && mapped) {
-        for (int i = 0; i < nnow; i++) {
-            trace_add(v, now[i], TR_DESC);
-            ldt_frames[i] = now[i];
-        }
-        nldt_frames = nnow;
-        nldt = (v->ldtr.limit + 1) / 8;
-        if (nldt > LDT_MAX)
-            nldt = LDT_MAX;
-        if (vmem_read(v, v->ldtr.base, guest_ldt, nldt * 8, ACC_SYS) != OK) {
-            vfault.pending = 0;
-            nldt = 0;
-        }
+    generation++;
+    u32 n = 0;
+    if (ldt_st.nframes) {
+        n = (v->ldtr.limit + 1) / 8;
+        if (n > LDT_MAX)
+            n = LDT_MAX;
+        read_table(v, v->ldtr.base, guest_ldt, n);
     }
     for (u32 i = 0; i < LDT_MAX; i++) {
-        if (i < nldt)
-            ldt_shadowed[i] = shadow_one(guest_ldt[i], &shadow_ldt[i]);
-        else {
-            ldt_shadowed[i] = 0;
-            shadow_ldt[i].lo = shadow_ldt[i].hi = 0;
-        }
+        struct desc z = { 0, 0 }, g = i < n ? guest_ldt[i] : z;
+        bt_ldt[i] = bt_image(g);
+        de_ldt[i] = de_image(g);
+        de_ldt_ok[i] = i < n && de_loadable(g);
     }
-    vmm_gdt[GDT_SHADOW_LDT] = nldt ? desc_make((u32)shadow_ldt, nldt * 8 - 1, SEG_P | STS_LDT)
-                                   : desc_make(0, 0, STS_LDT);
+    nldt = n;
+    vmm_gdt[GDT_SHADOW_LDT] = n ? desc_make((u32)bt_ldt, n * 8 - 1, SEG_P | STS_LDT)
+                                : desc_make(0, 0, STS_LDT);
+    de_gdt[GDT_SHADOW_LDT] = n ? desc_make((u32)de_ldt, n * 8 - 1, SEG_P | STS_LDT)
+                               : desc_make(0, 0, STS_LDT);
 }
 
-/* Load the hardware LDTR with the shadow LDT (or none). */
+/* Run the next entry on this engine's tables: LGDT, then LLDT, since
+ * LDTR caches the descriptor of the table it was loaded from. */
 void
-shadow_load_ldtr(void)
+shadow_engine(int direct)
 {
+    static int cur = -1;
+    static u32 cur_gen = ~0u;
+    if (cur == direct && cur_gen == generation)
+        return;
+    struct pseudo_desc gd = { NGDT * 8 - 1, direct ? (u32)de_gdt : (u32)vmm_gdt };
+    lgdt(&gd);
     u16 sel = nldt ? SEL(GDT_SHADOW_LDT, 0) : 0;
     __asm__ volatile("lldt %0" : : "r"(sel));
+    cur = direct;
+    cur_gen = generation;
 }
 
-/* The guest's descriptor behind a shadow entry, as of the last refresh. */
+/* The pages of direct execution's tables, for its view (mmu.c). */
+void
+shadow_de_tables(u32 *gdt, u32 *gdt_len, u32 *ldt, u32 *ldt_len)
+{
+    *gdt = (u32)de_gdt;
+    *gdt_len = sizeof de_gdt;
+    *ldt = (u32)de_ldt;
+    *ldt_len = sizeof de_ldt;
+}
+
+/* Is linear address la in direct execution's tables? */
+int
+shadow_de_table_write(u32 la)
+{
+    return la - (u32)de_gdt < sizeof de_gdt || la - (u32)de_ldt < sizeof de_ldt;
+}
+
+/* The guest's descriptor behind a loadable entry of direct execution's
+ * tables, as of the last refresh: what the hardware loads for `sel`. */
 int
 shadow_guest_desc(u16 sel, struct desc *d)
 {
     u32 i = sel >> 3;
     if (sel & ERR_TI) {
-        if (i >= nldt || !ldt_shadowed[i])
+        if (i >= nldt || !de_ldt_ok[i])
             return 0;
         *d = guest_ldt[i];
         return 1;
     }
-    if (i >= nsynced || !shadowed[i])
+    if (i >= nsynced || !de_ok[i])
         return 0;
     *d = guest_copy[i];
     return 1;
 }
 
-/* Can the hardware load this register's selector from the shadow GDT? */
+/* Can the hardware load this register's selector in direct execution? */
 int
 shadow_has(struct vcpu *v, int sreg)
 {
@@ -299,48 +403,91 @@ void
 shadow_gdt_changed(struct vcpu *v)
 {
     (void)v;
-    gdt_stale = 1;              /* LGDT: the next refresh reads the new table */
+    gdt_st.stale = 1;           /* LGDT: the next refresh reads the new table */
 }
 
-/*H:020 Cached descriptors.  Translated code runs at ring 1 with DS, ES,
- * SS and FS loaded from these: the hidden part of each virtual segment
+/* Refresh the shadows for translated code, if a trace or LGDT says they
+ * may be stale.  Translated code compares each entry with the hidden part
+ * it needs before using it (H:025), so here nothing more is needed. */
+void
+shadow_sync_for_bt(struct vcpu *v)
+{
+    if (gdt_st.stale)
+        shadow_sync_gdt(v);
+    if (ldt_st.stale || v->ldtr.base != ldt_st.base || v->ldtr.limit != ldt_st.limit)
+        shadow_sync_ldt(v);
+}
+
+u32
+shadow_generation(void)
+{
+    return generation;
+}
+
+/*H:020 Cached descriptors: the hidden part of each virtual segment
  * register, truncated, with the DPL of the ring translated code runs at,
- * so that ring can load it.  Using the
- * hidden part rather than the guest's table is what lets translated code
- * run correctly with non-reversible segments.  Returns the selector to
- * load, or 0 for a register holding a null selector. :*/
-u16
-shadow_hw_selector(struct vcpu *v, int sreg)
+ * so that ring can load it - for SS the CPU demands DPL = CPL exactly.
+ * Using the hidden part rather than the guest's table is what lets
+ * translated code run correctly with non-reversible segments, and in
+ * real mode, where there is no table at all. :*/
+static struct desc
+cached_image(struct vcpu *v, int sreg)
 {
     struct seg *s = &v->seg[sreg];
-    if (!(s->attr & SEG_P))
-        return 0;
     u32 attr = s->attr | SEG_S | SEG_P | STA_A;
     if (sreg == SEG_CS) {
-        attr |= STA_R;          /* read through a CS override (bt.c) */
+        attr |= STA_R;                          /* read through a CS override (bt.c) */
     } else if (sreg == SEG_SS || s->mode != SM_PROT) {
-        attr = (attr & ~(STA_X | STA_E)) | STA_W;
+        attr = (attr & ~STA_X) | STA_W;
+        if (s->mode != SM_PROT)
+            attr &= ~STA_E;
     }
     attr = (attr & ~(3u << 5)) | (bt_ring << 5);
-    vmm_gdt[GDT_CACHED + sreg] = shadow_truncate(desc_make(s->base, s->limit, attr), bt_ring);
+    return shadow_truncate(desc_make(s->base, s->limit, attr), bt_ring, sreg == SEG_SS);
+}
+
+/*H:025 The selector translated code runs on for each register.  A
+ * reversible register is loaded from its shadow, exactly as the patent
+ * has it; its shadow must still describe what the register holds, which
+ * is checked by comparing the two descriptors (the access rights aside:
+ * the shadow's DPL is the guest's, raised).  SS can use its shadow only
+ * if the shadow's DPL is the ring translated code runs at, and CS is the
+ * translation cache's.  Everything else - a non-reversible register, one
+ * loaded in real or virtual-8086 mode, and CS (whose cached descriptor
+ * serves instructions with a CS prefix, bt.c) - gets its cached
+ * descriptor.
+ * Returns the selector, or 0 for a null selector. :*/
+u16
+shadow_hw_selector(struct vcpu *v, int sreg, int *from_shadow)
+{
+    struct seg *s = &v->seg[sreg];
+    *from_shadow = 0;
+    if (!(s->attr & SEG_P))
+        return 0;
+    struct desc c = cached_image(v, sreg);
+    u16 sel = s->sel;
+    u32 i = sel >> 3;
+    if (s->mode == SM_PROT && sreg != SEG_CS && (sel & ~3u) &&
+        ((sel & ERR_TI) ? i < nldt : i < nsynced)) {
+        struct desc sh = (sel & ERR_TI) ? bt_ldt[i] : vmm_gdt[i];
+        u32 rights = (3u << 13) | (STA_A << 8);         /* DPL and accessed */
+        int dpl_ok = sreg != SEG_SS || (int)((sh.hi >> 13) & 3) == bt_ring;
+        if (sh.lo == c.lo && !((sh.hi ^ c.hi) & ~rights) && dpl_ok) {
+            *from_shadow = 1;
+            return (sel & ~3u) | bt_ring;
+        }
+    }
+    vmm_gdt[GDT_CACHED + sreg] = c;
     return SEL(GDT_CACHED + sreg, bt_ring);
 }
 
-/* The descriptors only translated code may load - its code segments, its
- * %gs, the cached descriptors - are usable only while it runs.  With
- * translated code at ring 3 they have DPL 3, and guest code in direct
- * execution could otherwise load them; during direct execution their DPL
- * is 0, so a load raises #GP(selector), as a selector past the end of the
- * guest's own GDT would on bare hardware. */
-void
-shadow_bt_descriptors(int on)
+/* Fold the monitor's own entries of direct execution's GDT into the
+ * integrity checksum (vmm.c). */
+u32
+shadow_integrity(u32 h)
 {
-    static const int idx[] = { GDT_BT_CS32, GDT_BT_CS16, GDT_BT_GS, GDT_CACHED + 0, GDT_CACHED + 1,
-                               GDT_CACHED + 2, GDT_CACHED + 3, GDT_CACHED + 4, GDT_CACHED + 5 };
-    static int state = -1;
-    if (state == on)
-        return;
-    state = on;
-    for (unsigned i = 0; i < ARRAY_SIZE(idx); i++)
-        vmm_gdt[idx[i]].hi = (vmm_gdt[idx[i]].hi & ~(3u << 13)) | ((on ? bt_ring : 0) << 13);
+    for (int i = GDT_VMM_FIRST; i < NGDT; i++)
+        if (i != GDT_SHADOW_LDT)
+            h = (h ^ de_gdt[i].lo ^ (de_gdt[i].hi << 1)) * 16777619u;
+    return h;
 }

@@ -22,6 +22,7 @@ struct vcpu vcpu0 __attribute__((aligned(PGSIZE)));
 int bt_ring = 3;
 int limits_enforced;
 int bt_checks;
+int host_umip;
 static int opt_checks = -1;     /* checks=0 or checks=1 on the command line */
 static int opt_ring;            /* ring=1 or ring=3 on the command line; 0: decide */
 u32 opt_mem_mb = 64;
@@ -310,6 +311,34 @@ probe_limits(void)
     return probe_faulted;
 }
 
+/*E:005 User-mode instruction prevention.  SGDT, SIDT, SLDT, STR and
+ * SMSW are sensitive but not privileged (SDM Vol. 2B, SGDT): at CPL 3
+ * they run without trapping and would show guest user code in direct
+ * execution the monitor's tables (its GDT in the top 4 MiB, its TR and
+ * LDTR selectors, its CR0) - the hole Robin and Irvine found in the
+ * Pentium (USENIX Security 2000), and the one the 1998 design could not
+ * close.  CPUs since have CR4.UMIP (SDM Vol. 3A §2.5, Control
+ * Registers), which makes them fault at CPL > 0; QEMU emulates it.  When
+ * the CPU has it, the monitor keeps it on: translated code never runs
+ * these instructions natively anyway (they are emulated), and in direct
+ * execution each now raises #GP and is emulated with the guest's values
+ * (direct.c, emulate.c).  The guest's own CR4.UMIP is virtual.
+ * Deviation: on a CPU without UMIP these five instructions, run directly
+ * at guest CPL 3, show the monitor's values, as in the original. :*/
+static void
+probe_umip(void)
+{
+    u32 a, b, c, d;
+    cpuid(0, &a, &b, &c, &d);
+    if (a < 7)
+        return;
+    cpuid(7, &a, &b, &c, &d);
+    if (c & (1u << 2)) {
+        host_umip = 1;
+        lcr4(rcr4() | CR4_UMIP);
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* The monitor's own descriptor tables.                                */
 
@@ -477,11 +506,9 @@ integrity_sum(void)
     u32 h = 2166136261u;                        /* FNV-1a */
     for (const u8 *p = (const u8 *)VMM_BASE; p < (const u8 *)__rodata_end; p++)
         h = (h ^ *p) * 16777619u;
-    /* The DPL of the translated-code descriptors changes between the
-     * engines (shadow_bt_descriptors), so it is left out. */
     for (int i = GDT_VMM_FIRST; i < GDT_CACHED; i++)
-        h = (h ^ vmm_gdt[i].lo ^ ((vmm_gdt[i].hi & ~(3u << 13)) << 1)) * 16777619u;
-    return h;
+        h = (h ^ vmm_gdt[i].lo ^ (vmm_gdt[i].hi << 1)) * 16777619u;
+    return shadow_integrity(h);
 }
 static u32 integrity_at_boot;
 
@@ -516,6 +543,7 @@ vmm_stats(struct vcpu *v)
     cprintf("stat pagefaults hidden=%u true=%u shadow_flushes=%u\n",
             s->hidden_pf, s->true_pf, s->shadow_flushes);
     cprintf("stat reflected=%u io_exits=%u gdt_syncs=%u\n", s->reflected, s->io_exits, s->gdt_syncs);
+    cprintf("stat segments translated code loaded from shadow=%u cached=%u\n", s->seg_shadow, s->seg_cached);
     cprintf("stat checks inline=%u callout=%u tripped=%u relocated=%u\n", s->checks_inline,
             s->checks_callout, s->checks_tripped, s->relocated);
     for (int i = 0; i < 256; i++)
@@ -605,11 +633,14 @@ vmm_main(u32 magic, u32 mbi_pa)
     cprintf("vmm: command line \"%s\", guest memory %u MiB\n", cmdline, opt_mem_mb);
 
     limits_enforced = probe_limits();
+    probe_umip();
     set_bt_ring(opt_ring ? opt_ring : 1);
     bt_checks = opt_checks >= 0 ? opt_checks : (bt_ring == 1 && !limits_enforced);
     cprintf("vmm: this CPU %s segment limits; translated code runs at ring %d%s\n",
             limits_enforced ? "checks" : "does not check", bt_ring,
             bt_checks ? " with software truncation checks" : "");
+    cprintf("vmm: %s\n", host_umip ? "UMIP: SGDT, SIDT, SLDT, STR and SMSW trap in direct execution"
+                                   : "no UMIP: SGDT, SIDT, SLDT, STR and SMSW in direct execution show the monitor's values");
     shadow_init();
     trace_init();
     bt_init();

@@ -91,6 +91,8 @@ struct stats {
     u32 reflected;          /* exceptions and interrupts delivered to the guest */
     u32 io_exits;           /* port accesses emulated */
     u32 gdt_syncs;          /* shadow GDT refreshes */
+    u32 seg_shadow;         /* translated code's segment registers loaded from a shadow ... */
+    u32 seg_cached;         /* ... and from a cached descriptor (shadow.c, H:025) */
     u32 traces_added;       /* pages newly traced (trace.c) */
     u32 trace_hits;         /* traced writes reported to owners */
     u32 trace_by_owner[8];  /* ... by owner bit */
@@ -159,6 +161,7 @@ extern struct vcpu vcpu0;
 extern int bt_ring;             /* the ring translated code runs at: 1 or 3 (vmm.c) */
 extern int limits_enforced;     /* does the CPU check segment limits? (vmm.c) */
 extern int bt_checks;           /* software truncation checks in translated code (vmm.c) */
+extern int host_umip;           /* the CPU has UMIP, and the monitor keeps it on (vmm.c) */
 enum mode vmm_decide(struct vcpu *v);
 void vm_stop(struct vcpu *v, const char *fmt, ...);
 extern const char *why_names[WHY_COUNT];
@@ -255,14 +258,17 @@ int segtrack_set_accessed(struct vcpu *v, u16 sel);
 void shadow_init(void);
 void shadow_sync_gdt(struct vcpu *v);
 void shadow_sync_ldt(struct vcpu *v);
-void shadow_load_ldtr(void);
-void *shadow_ldt_page(void);
+void shadow_sync_for_bt(struct vcpu *v);
+void shadow_engine(int direct);
+void shadow_de_tables(u32 *gdt, u32 *gdt_len, u32 *ldt, u32 *ldt_len);
+int shadow_de_table_write(u32 la);
 int shadow_has(struct vcpu *v, int sreg);
 int shadow_guest_desc(u16 sel, struct desc *d);
-void shadow_bt_descriptors(int on);
-u16 shadow_hw_selector(struct vcpu *v, int sreg);
+u16 shadow_hw_selector(struct vcpu *v, int sreg, int *from_shadow);
+u32 shadow_generation(void);
 void shadow_gdt_changed(struct vcpu *v);
-struct desc shadow_truncate(struct desc d, int ring);
+struct desc shadow_truncate(struct desc d, int ring, int stack);
+u32 shadow_integrity(u32 h);
 
 /* ---- trace.c: memory tracing ---- */
 #define MAX_GUEST_MB 240        /* guest RAM limit: trace and reverse-map tables are sized for it */

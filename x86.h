@@ -59,6 +59,9 @@
 #define CR4_MCE 0x0040
 #define CR4_PGE 0x0080
 #define CR4_PCE 0x0100
+#define CR4_OSFXSR 0x0200
+#define CR4_OSXMMEXCPT 0x0400
+#define CR4_UMIP 0x0800      /* SGDT, SIDT, SLDT, SMSW, STR fault at CPL > 0 */
 
 /* Page-table entries: SDM Vol. 3A §4.3 (32-Bit Paging), Table 4-6. */
 #define PTE_P   0x001

@@ -4,8 +4,9 @@
 # to /tmp/NAME.com2; prints "exit=STATUS" (1 means the guest did exit(0)).
 name=$1
 shift
+. "$(dirname "$0")/../scripts/qemu-cpu.sh"
 timeout 30 qemu-system-i386 -nodefaults -M pc \
-    -cpu pentium2,-vme,-de,-pse,-msr,-pae,-mce,-apic,-sep,-mtrr,-pge,-mca,-pat,-pse36,-mmx,-fxsr \
+    -cpu "$QEMU_CPU" \
     -m 64 -display none -no-reboot \
     -serial file:/tmp/$name.com1 -serial file:/tmp/$name.com2 \
     -device isa-debug-exit,iobase=0xf4,iosize=4 \

@@ -1,10 +1,10 @@
 # qemu.sh -- the two ways every guest is run (sourced by the test scripts).
 #
 # The same machine both ways: the same CPU model, whose CPUID shows only
-# what the monitor virtualizes (fpu tsc cx8 cmov), the same guest RAM.
+# what the monitor virtualizes (scripts/qemu-cpu.sh), the same guest RAM.
 # Native: the guest is QEMU's Multiboot kernel.  Under the monitor: the
 # monitor is, and the guest is its first module.
-QEMU_CPU="pentium2,-vme,-de,-pse,-msr,-pae,-mce,-apic,-sep,-mtrr,-pge,-mca,-pat,-pse36,-mmx,-fxsr"
+. scripts/qemu-cpu.sh
 QEMU_COMMON="-nodefaults -M pc -cpu $QEMU_CPU -display none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=4"
 GUEST_MEM=${GUEST_MEM:-64}
 
