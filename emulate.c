@@ -496,7 +496,7 @@ emulate_interrupt(struct vcpu *v, int vec, int soft, int has_err, u32 err, u32 r
                 if (s != SEG_CS && s != SEG_SS)
                     segtrack_null(v, s, 0);
         }
-        segtrack_set_accessed(v, nss);
+        segtrack_set_accessed_far(v, nss);
         segtrack_set(v, SEG_SS, nss, sd, SM_PROT);
         v->f.esp = s32 ? top : (v->f.esp & ~0xffffu) | top;
         v->eflags &= ~EFLAGS_VM;
@@ -667,7 +667,7 @@ through_call_gate(struct vcpu *v, struct desc g, int call, u32 next)
             if (vmem_write(v, sbase + top, &words[i], size, ACC_SYS) != OK)
                 return FAULT;
         }
-        if (segtrack_set_accessed(v, nss) != OK || segtrack_load_cs(v, csel, cd, dpl) != OK)
+        if (segtrack_set_accessed_far(v, nss) != OK || segtrack_load_cs(v, csel, cd, dpl) != OK)
             return FAULT;
         segtrack_set(v, SEG_SS, nss, sd, SM_PROT);
         v->f.esp = s32 ? top : (v->f.esp & ~0xffffu) | top;
@@ -781,7 +781,7 @@ far_return(struct vcpu *v, u16 cs, u32 eip, u32 skip, int size, u32 imm)
         return raise_gp(v, nss & ~3u);
     if (!(sattr & SEG_P))
         return raise_fault(v, T_SS, nss & ~3u);
-    if (segtrack_load_cs(v, cs, cd, rpl) != OK || segtrack_set_accessed(v, nss) != OK)
+    if (segtrack_load_cs(v, cs, cd, rpl) != OK || segtrack_set_accessed_far(v, nss) != OK)
         return FAULT;
     segtrack_set(v, SEG_SS, nss, sd, SM_PROT);
     v->f.esp = size == 2 ? (v->f.esp & ~0xffffu) | (nesp & 0xffff) : nesp;

@@ -71,6 +71,16 @@ segtrack_set_accessed(struct vcpu *v, u16 sel)
     return OK;
 }
 
+/* The same for the CS and SS that far transfers, IRET and interrupts
+ * load.  The SDM says the CPU sets the bit for those too; QEMU's does
+ * not, and the monitor does what the CPU under it does (vmm.c,
+ * far_sets_accessed), since a guest can see the bit. */
+int
+segtrack_set_accessed_far(struct vcpu *v, u16 sel)
+{
+    return far_sets_accessed ? segtrack_set_accessed(v, sel) : OK;
+}
+
 void
 segtrack_set(struct vcpu *v, int sreg, u16 sel, struct desc d, int mode)
 {
@@ -175,7 +185,7 @@ segtrack_load(struct vcpu *v, int sreg, u16 sel)
 int
 segtrack_load_cs(struct vcpu *v, u16 sel, struct desc d, int cpl)
 {
-    if (segtrack_set_accessed(v, sel) != OK)
+    if (segtrack_set_accessed_far(v, sel) != OK)
         return FAULT;
     segtrack_set(v, SEG_CS, (sel & ~3u) | cpl, d, SM_PROT);
     v->cpl = cpl;
@@ -218,7 +228,7 @@ segtrack_reversible(struct vcpu *v, int sreg)
     struct desc d;
     /* The decision has just refreshed the shadow GDT: its copy of the
      * guest's table is the guest's table now. */
-    if (shadow_guest_desc(s->sel, &d))
+    if (shadow_guest_desc(s->sel, &d, 1))
         ;
     else if (segtrack_read_desc(v, s->sel, &d, NULL) != OK) {
         vfault.pending = 0;     /* unreadable table: not reversible */
@@ -253,13 +263,12 @@ segtrack_after_direct(struct vcpu *v)
             segtrack_null(v, s, sel);
         } else {
             struct desc d;
-            if (!shadow_guest_desc(sel, &d)) {
+            if (!shadow_guest_desc(sel, &d, 0)) {
                 vm_stop(v, "direct execution loaded selector %x, which shadows no guest descriptor", sel);
                 return;
             }
-            /* No accessed bit to set: a shadow entry is present only if
-             * the guest's descriptor already has it (shadow.c), and a load
-             * of any other faults and is emulated on the spot. */
+            /* No accessed bit to set: a load that would have set it
+             * wrote to the shadow, faulted and was emulated (direct.c). */
             segtrack_set(v, s, sel, d, SM_PROT);
         }
     }

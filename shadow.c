@@ -52,8 +52,11 @@ static struct desc de_ldt[LDT_MAX] __attribute__((aligned(PGSIZE)));
 /* What the guest's tables held at the last refresh, entry for entry. */
 static struct desc guest_copy[GDT_VMM_FIRST];
 static struct desc guest_ldt[LDT_MAX];
-/* 1 if direct execution's entry i reproduces guest entry i and the
- * hardware can load it without writing to the table (S=1, P=1, A=1). */
+/* What direct execution's entry i is: DE_COPY, an exact copy of a
+ * present code or data descriptor; DE_LOADABLE, one the hardware can
+ * also load without writing the table (its accessed bit is set); or 0. */
+#define DE_COPY 1
+#define DE_LOADABLE 2
 static u8 de_ok[GDT_VMM_FIRST], de_ldt_ok[LDT_MAX];
 static u32 nsynced, nldt;               /* entries refreshed last time */
 static u32 generation;                  /* bumped by every refresh (H:025) */
@@ -186,10 +189,12 @@ bt_image(struct desc g)
  * the table?  A descriptor with a clear accessed bit would have the CPU
  * set it - in the shadow, which is read-only there (direct.c). */
 static int
-de_loadable(struct desc g)
+de_kind(struct desc g)
 {
     u32 a = desc_attr(g);
-    return (a & SEG_S) && (a & SEG_P) && (a & STA_A);
+    if (!(a & SEG_S) || !(a & SEG_P))
+        return 0;
+    return (a & STA_A) ? DE_LOADABLE : DE_COPY;
 }
 
 /*H:015 Keeping the shadows coherent.  The guest-physical frames that
@@ -291,7 +296,7 @@ shadow_sync_gdt(struct vcpu *v)
     for (u32 i = 0; i < n; i++) {
         vmm_gdt[i] = bt_image(guest_copy[i]);
         de_gdt[i] = de_image(guest_copy[i]);
-        de_ok[i] = i && de_loadable(guest_copy[i]);
+        de_ok[i] = i ? de_kind(guest_copy[i]) : 0;
     }
     for (u32 i = n; i < nsynced; i++) {
         vmm_gdt[i].lo = vmm_gdt[i].hi = de_gdt[i].lo = de_gdt[i].hi = 0;
@@ -325,7 +330,7 @@ shadow_sync_ldt(struct vcpu *v)
         struct desc z = { 0, 0 }, g = i < n ? guest_ldt[i] : z;
         bt_ldt[i] = bt_image(g);
         de_ldt[i] = de_image(g);
-        de_ldt_ok[i] = i < n && de_loadable(g);
+        de_ldt_ok[i] = i < n ? de_kind(g) : 0;
     }
     nldt = n;
     vmm_gdt[GDT_SHADOW_LDT] = n ? desc_make((u32)bt_ldt, n * 8 - 1, SEG_P | STS_LDT)
@@ -368,19 +373,24 @@ shadow_de_table_write(u32 la)
     return la - (u32)de_gdt < sizeof de_gdt || la - (u32)de_ldt < sizeof de_ldt;
 }
 
-/* The guest's descriptor behind a loadable entry of direct execution's
- * tables, as of the last refresh: what the hardware loads for `sel`. */
+/* The guest's descriptor behind an entry of direct execution's tables,
+ * as of the last refresh: what the hardware loads for `sel`.  With
+ * `loadable`, only if the hardware can load it without writing the
+ * table; without, any code or data descriptor it holds an exact copy of
+ * (a far transfer may have loaded one whose accessed bit is clear:
+ * vmm.c, far_sets_accessed). */
 int
-shadow_guest_desc(u16 sel, struct desc *d)
+shadow_guest_desc(u16 sel, struct desc *d, int loadable)
 {
     u32 i = sel >> 3;
+    int need = loadable ? DE_LOADABLE : DE_COPY;
     if (sel & ERR_TI) {
-        if (i >= nldt || !de_ldt_ok[i])
+        if (i >= nldt || de_ldt_ok[i] < need)
             return 0;
         *d = guest_ldt[i];
         return 1;
     }
-    if (i >= nsynced || !de_ok[i])
+    if (i >= nsynced || de_ok[i] < need)
         return 0;
     *d = guest_copy[i];
     return 1;
@@ -395,8 +405,12 @@ shadow_has(struct vcpu *v, int sreg)
         return 1;
     if ((sel & ~3u) == 0)
         return sreg != SEG_CS && sreg != SEG_SS;
+    /* Entering direct execution, the monitor loads DS, ES, FS and GS
+     * itself (boot.S), which sets a clear accessed bit; IRET loads CS
+     * and SS, which sets it only where far transfers do. */
     struct desc d;
-    return shadow_guest_desc(sel, &d);
+    int cs_ss = sreg == SEG_CS || sreg == SEG_SS;
+    return shadow_guest_desc(sel, &d, !cs_ss || far_sets_accessed);
 }
 
 void

@@ -23,6 +23,7 @@ int bt_ring = 3;
 int limits_enforced;
 int bt_checks;
 int host_umip;
+int far_sets_accessed;
 static int opt_checks = -1;     /* checks=0 or checks=1 on the command line */
 static int opt_ring;            /* ring=1 or ring=3 on the command line; 0: decide */
 u32 opt_mem_mb = 64;
@@ -309,6 +310,22 @@ probe_limits(void)
                      : : "r"(SEL(GDT_PROBE, 0)), "r"(0) : "eax", "memory");
     vmm_gdt[GDT_PROBE].lo = vmm_gdt[GDT_PROBE].hi = 0;
     return probe_faulted;
+}
+
+/* Does a far jump set the accessed bit of the code descriptor it loads?
+ * The SDM says so for every segment load; QEMU's TCG sets it only for
+ * loads of DS, ES, FS, GS and SS by MOV, POP and LDS-like instructions.
+ * Jump to a code descriptor with the bit clear and look. */
+static int
+probe_far_accessed(void)
+{
+    vmm_gdt[GDT_PROBE] = desc_make(0, 0xffffffff, SEG_S | SEG_P | SEG_DB | STA_X | STA_R);
+    __asm__ volatile("ljmp %0, $1f\n1:\n"
+                     "ljmp %1, $2f\n2:\n"
+                     : : "i"(SEL(GDT_PROBE, 0)), "i"(KCS) : "memory");
+    int set = (vmm_gdt[GDT_PROBE].hi >> 8) & STA_A;
+    vmm_gdt[GDT_PROBE].lo = vmm_gdt[GDT_PROBE].hi = 0;
+    return set;
 }
 
 /*E:005 User-mode instruction prevention.  SGDT, SIDT, SLDT, STR and
@@ -634,11 +651,14 @@ vmm_main(u32 magic, u32 mbi_pa)
 
     limits_enforced = probe_limits();
     probe_umip();
+    far_sets_accessed = probe_far_accessed();
     set_bt_ring(opt_ring ? opt_ring : 1);
     bt_checks = opt_checks >= 0 ? opt_checks : (bt_ring == 1 && !limits_enforced);
     cprintf("vmm: this CPU %s segment limits; translated code runs at ring %d%s\n",
             limits_enforced ? "checks" : "does not check", bt_ring,
             bt_checks ? " with software truncation checks" : "");
+    cprintf("vmm: far transfers %s the accessed bit of the code segment they load\n",
+            far_sets_accessed ? "set" : "do not set");
     cprintf("vmm: %s\n", host_umip ? "UMIP: SGDT, SIDT, SLDT, STR and SMSW trap in direct execution"
                                    : "no UMIP: SGDT, SIDT, SLDT, STR and SMSW in direct execution show the monitor's values");
     shadow_init();

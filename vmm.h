@@ -161,6 +161,7 @@ extern struct vcpu vcpu0;
 extern int bt_ring;             /* the ring translated code runs at: 1 or 3 (vmm.c) */
 extern int limits_enforced;     /* does the CPU check segment limits? (vmm.c) */
 extern int bt_checks;           /* software truncation checks in translated code (vmm.c) */
+extern int far_sets_accessed;   /* does a far transfer set a code descriptor's accessed bit? (vmm.c) */
 extern int host_umip;           /* the CPU has UMIP, and the monitor keeps it on (vmm.c) */
 enum mode vmm_decide(struct vcpu *v);
 void vm_stop(struct vcpu *v, const char *fmt, ...);
@@ -253,6 +254,7 @@ void segtrack_null(struct vcpu *v, int sreg, u16 sel);
 int segtrack_reversible(struct vcpu *v, int sreg);
 void segtrack_after_direct(struct vcpu *v);
 int segtrack_set_accessed(struct vcpu *v, u16 sel);
+int segtrack_set_accessed_far(struct vcpu *v, u16 sel);
 
 /* ---- shadow.c: shadow descriptor tables ---- */
 void shadow_init(void);
@@ -263,7 +265,7 @@ void shadow_engine(int direct);
 void shadow_de_tables(u32 *gdt, u32 *gdt_len, u32 *ldt, u32 *ldt_len);
 int shadow_de_table_write(u32 la);
 int shadow_has(struct vcpu *v, int sreg);
-int shadow_guest_desc(u16 sel, struct desc *d);
+int shadow_guest_desc(u16 sel, struct desc *d, int loadable);
 u16 shadow_hw_selector(struct vcpu *v, int sreg, int *from_shadow);
 u32 shadow_generation(void);
 void shadow_gdt_changed(struct vcpu *v);
