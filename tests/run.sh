@@ -36,6 +36,7 @@ decisions() {
     decide_pe)   echo "CR0.PE=0|CPL!=3" ;;
     decide_nt)   echo "direct|NT=1|unshadowed segment" ;;
     callgate)    echo "direct|CPL!=3" ;;
+    segments)    echo "direct|IF=0|CPL!=3" ;;
     memprot|cow|smc|absent|bigpage) echo "direct|CPL!=3" ;;
     topmap)      echo "direct|CPL!=3|access to the monitor's region" ;;
     isolation)   echo "direct|CPL!=3|access to the monitor's region" ;;
@@ -51,6 +52,7 @@ mechanism() {
     memprot) echo "^stat pagefaults hidden=[1-9][0-9]* true=[1-9]" ;;
     paging)  echo "^stat pagefaults hidden=[1-9][0-9]* true=[1-9]" ;;
     topmap)  echo "^stat checks .* relocated=[1-9]" ;;
+    segments) echo "^stat segments translated code loaded from shadow=[1-9][0-9]* cached=[1-9]" ;;
     esac
 }
 
