@@ -11,8 +11,8 @@
  * also delivers exceptions and interrupts through the guest's IDT, as the
  * CPU would, which is how every fault reaches the guest.
  *
- * Deviation: hardware task switches (task gates, far jumps and calls to
- * a TSS, IRET with NT set) stop the guest with a message; debug
+ * Deviation: task switches to or from a 16-bit (80286) TSS stop the
+ * guest with a message (32-bit ones are carried out, E:057); debug
  * registers are stored but their breakpoints are not armed.
  *
  * Hardware:   SDM Vol. 2 (each instruction's Operation section), SDM
@@ -408,6 +408,147 @@ inner_stack(struct vcpu *v, int dpl, u32 ext, u32 *nss, u32 *nesp, struct desc *
     return OK;
 }
 
+/*E:057 A hardware task switch (SDM Vol. 3A §7.3, Task Switching): a far
+ * JMP or CALL to a TSS or a task gate, an interrupt or exception through
+ * a task gate, or IRET with NT set.  The current state goes into the old
+ * TSS, the new task's comes from the new one - registers, EFLAGS, EIP,
+ * CR3, LDTR, and the six segment registers, each loaded with the checks
+ * of Table 7-1 (segtrack_load_task), after the switch, so that a fault
+ * there is the new task's.  JMP and IRET clear the old TSS's busy bit;
+ * CALL and interrupts set NT and the new TSS's back link instead.  The
+ * order of the checks, and what the CPU writes where, are those of the
+ * CPU under the monitor (QEMU), which is what a guest can compare.
+ * `sel` and `td` name the TSS itself. :*/
+enum { TS_JMP, TS_CALL, TS_IRET };
+
+static int
+tss_busy(struct vcpu *v, u16 sel, int busy)
+{
+    u32 hi;
+    u32 la = v->gdtr.base + (sel & ~7u) + 4;
+    if (vmem_read(v, la, &hi, 4, ACC_SYS) != OK)
+        return FAULT;
+    hi = busy ? hi | (2u << 8) : hi & ~(2u << 8);
+    return vmem_write(v, la, &hi, 4, ACC_SYS);
+}
+
+static int
+task_switch(struct vcpu *v, u16 sel, struct desc td, int source, u32 next_eip)
+{
+    u32 attr = desc_attr(td);
+    if (!(attr & SEG_P))
+        return raise_fault(v, T_NP, sel & ~3u);
+    u32 base = desc_base(td), limit = desc_limit(td);
+    if ((sel & ERR_TI) || limit < ((attr & 8) ? 0x67u : 0x2bu))
+        return raise_fault(v, T_TS, sel & ~3u);
+    if (!(attr & 8) || !(v->tr.attr & 8)) {
+        vm_stop(v, "task switch %s a 16-bit TSS (selector %x): not supported",
+                (attr & 8) ? "from" : "to", (attr & 8) ? v->tr.sel : sel);
+        return STOP;
+    }
+    /* Everything that can fault before the switch is committed: the
+     * whole new TSS, and the old one, which is about to be written. */
+    u32 n[0x68 / 4];
+    u8 first, last;
+    if (vmem_read(v, base, n, sizeof n, ACC_SYS) != OK ||
+        vmem_read(v, v->tr.base, &first, 1, ACC_SYS) != OK ||
+        vmem_read(v, v->tr.base + 0x67, &last, 1, ACC_SYS) != OK ||
+        vmem_write(v, v->tr.base, &first, 1, ACC_SYS) != OK ||
+        vmem_write(v, v->tr.base + 0x67, &last, 1, ACC_SYS) != OK)
+        return FAULT;
+    if (source != TS_CALL && tss_busy(v, v->tr.sel, 0) != OK)
+        return FAULT;
+
+    /* The old task's state, into its TSS. */
+    struct frame *f = &v->f;
+    u32 old[10] = { next_eip, v->eflags & ~(source == TS_IRET ? EFLAGS_NT : 0),
+                    f->eax, f->ecx, f->edx, f->ebx, f->esp, f->ebp, f->esi, f->edi };
+    if (vmem_write(v, v->tr.base + 0x20, old, sizeof old, ACC_SYS) != OK)
+        return FAULT;
+    for (int s = 0; s < NSEG; s++) {
+        u16 sl = v->seg[s].sel;
+        if (vmem_write(v, v->tr.base + 0x48 + 4 * s, &sl, 2, ACC_SYS) != OK)
+            return FAULT;
+    }
+    u32 eflags = n[0x24 / 4];
+    if (source == TS_CALL) {
+        u16 link = v->tr.sel;
+        if (vmem_write(v, base, &link, 2, ACC_SYS) != OK)
+            return FAULT;
+        eflags |= EFLAGS_NT;
+    }
+    if (source != TS_IRET && tss_busy(v, sel, 1) != OK)
+        return FAULT;
+
+    /* From here on the new task runs: a fault is its own. */
+    v->cr0 |= CR0_TS;
+    v->tr.sel = sel;
+    v->tr.base = base;
+    v->tr.limit = limit;
+    v->tr.attr = attr | 2;                      /* busy */
+    if (v->cr0 & CR0_PG)
+        v->cr3 = n[0x1c / 4];
+    v->eip = n[0x20 / 4];
+    v->eflags = (eflags & 0x277fd5) | EFLAGS_FIXED;       /* all but VIF, VIP */
+    f->eax = n[10], f->ecx = n[11], f->edx = n[12], f->ebx = n[13];
+    f->esp = n[14], f->ebp = n[15], f->esi = n[16], f->edi = n[17];
+    u16 segs[NSEG];
+    for (int s = 0; s < NSEG; s++)
+        segs[s] = n[0x48 / 4 + s] & 0xffff;
+    if (v->eflags & EFLAGS_VM) {
+        for (int s = 0; s < NSEG; s++)
+            segtrack_load_real(v, s, segs[s]);
+    } else {
+        for (int s = 0; s < NSEG; s++)
+            segtrack_null(v, s, segs[s]);
+        v->cpl = segs[SEG_CS] & 3;
+    }
+    u16 ldt = n[0x60 / 4] & 0xffff;
+    memset(&v->ldtr, 0, sizeof v->ldtr);
+    v->ldtr.sel = ldt & ~4u;
+    if (ldt & ERR_TI)
+        return raise_fault(v, T_TS, ldt & ~3u);
+    if (ldt & ~3u) {
+        struct desc ld;
+        if ((ldt & ~7u) + 7 > v->gdtr.limit)
+            return raise_fault(v, T_TS, ldt & ~3u);
+        if (vmem_read(v, v->gdtr.base + (ldt & ~7u), &ld, 8, ACC_SYS) != OK)
+            return FAULT;
+        if ((desc_attr(ld) & (SEG_S | 0xf)) != STS_LDT || !(desc_attr(ld) & SEG_P))
+            return raise_fault(v, T_TS, ldt & ~3u);
+        v->ldtr.base = desc_base(ld);
+        v->ldtr.limit = desc_limit(ld);
+        v->ldtr.attr = desc_attr(ld);
+    }
+    if (!(v->eflags & EFLAGS_VM)) {
+        static const int order[NSEG] = { SEG_CS, SEG_SS, SEG_ES, SEG_DS, SEG_FS, SEG_GS };
+        for (int i = 0; i < NSEG; i++)
+            if (segtrack_load_task(v, order[i], segs[order[i]], segs[SEG_CS] & 3) != OK)
+                return FAULT;
+    }
+    if (v->eip > v->seg[SEG_CS].limit)
+        return raise_gp(v, 0);
+    return OK;
+}
+
+/* Through a task gate (in the GDT, LDT or IDT): its TSS selector must
+ * name an available TSS in the GDT. */
+static int
+through_task_gate(struct vcpu *v, struct desc g, int source, u32 next_eip)
+{
+    u16 sel = gate_sel(g);
+    struct desc td;
+    if (sel & ERR_TI)
+        return raise_fault(v, T_TS, sel & ~3u);
+    int r = segtrack_read_desc(v, sel, &td, NULL);
+    if (r == FAULT)
+        return FAULT;
+    u32 t = desc_attr(td) & (SEG_S | 0xf);
+    if (r || (t != STS_T32A && t != STS_T16A))
+        return raise_gp(v, sel & ~3u);
+    return task_switch(v, sel, td, source, next_eip);
+}
+
 /*E:050 Delivering an exception or interrupt to the guest, through its
  * own IDT, exactly as the CPU would (SDM Vol. 3A §6.12.1): the gate's
  * type, present bit and (for software interrupts) DPL; the handler's
@@ -438,8 +579,11 @@ emulate_interrupt(struct vcpu *v, int vec, int soft, int has_err, u32 err, u32 r
     if (!gate_present(g))
         return raise_fault(v, T_NP, vec * 8 + ERR_IDT + ext);
     if (type == STS_TG) {
-        vm_stop(v, "vector %d goes through a task gate: hardware task switches are not supported", vec);
-        return STOP;
+        /* The new task gets the error code on its own stack. */
+        int r = through_task_gate(v, g, TS_CALL, ret_eip);
+        if (r != OK || !has_err)
+            return r;
+        return stack_push(v, err, (v->tr.attr & 8) ? 4 : 2);
     }
     u16 sel = gate_sel(g);
     if ((sel & ~3u) == 0)
@@ -574,6 +718,8 @@ emulate_deliver_debug(struct vcpu *v, u32 dr6_bits)
 /* ---- Far transfers and IRET ---- */
 
 #define CALL_GATE 2     /* check_far_target: the selector names a call gate */
+#define TASK_GATE 3     /* ... a task gate */
+#define TASK_TSS  4     /* ... an available TSS */
 
 /* Check a code-segment descriptor for a far JMP or CALL to it (SDM Vol.
  * 3A §5.8.1, Direct Calls or Jumps to Code Segments). */
@@ -599,11 +745,12 @@ check_far_target(struct vcpu *v, u16 sel, struct desc *cd)
                 return raise_fault(v, T_NP, sel & ~3u);
             return CALL_GATE;
         }
-        if (t == STS_TG || t == STS_T32A || t == STS_T16A)
-            vm_stop(v, "far transfer to task %x: hardware task switches are not supported", sel);
-        else
-            return raise_gp(v, sel & ~3u);
-        return STOP;
+        if (t == STS_TG || t == STS_T32A || t == STS_T16A) {
+            if (dpl < v->cpl || dpl < rpl)
+                return raise_gp(v, sel & ~3u);
+            return t == STS_TG ? TASK_GATE : TASK_TSS;
+        }
+        return raise_gp(v, sel & ~3u);
     }
     if (!(attr & STA_X))
         return raise_gp(v, sel & ~3u);
@@ -710,6 +857,13 @@ far_transfer1(struct vcpu *v, struct insn *in, u16 sel, u32 off, int call, u32 n
     int r = check_far_target(v, sel, &cd);
     if (r == CALL_GATE)
         return through_call_gate(v, cd, call, next);
+    if (r == TASK_GATE) {
+        if (!(desc_attr(cd) & SEG_P))
+            return raise_fault(v, T_NP, sel & ~3u);
+        return through_task_gate(v, cd, call ? TS_CALL : TS_JMP, next);
+    }
+    if (r == TASK_TSS)
+        return task_switch(v, sel, cd, call ? TS_CALL : TS_JMP, next);
     if (r != OK)
         return r;
     u32 save = v->f.esp;
@@ -815,7 +969,7 @@ eflags_load(struct vcpu *v, u32 val, u32 mask, int size)
 }
 
 static int
-do_iret(struct vcpu *v, struct insn *in)
+do_iret(struct vcpu *v, struct insn *in, u32 next)
 {
     int size = in->opsize;
     u32 eip, cs, fl;
@@ -836,8 +990,21 @@ do_iret(struct vcpu *v, struct insn *in)
         return OK;
     }
     if (v->eflags & EFLAGS_NT) {
-        vm_stop(v, "IRET with NT set (a task return): hardware task switches are not supported");
-        return STOP;
+        /* A return to the task in the back link of the current TSS,
+         * which must be busy (SDM Vol. 2A, IRET, TASK-RETURN). */
+        u16 link;
+        struct desc td;
+        if (vmem_read(v, v->tr.base, &link, 2, ACC_SYS) != OK)
+            return FAULT;
+        if (link & ERR_TI)
+            return raise_fault(v, T_TS, link & ~3u);
+        int r = segtrack_read_desc(v, link, &td, NULL);
+        if (r == FAULT)
+            return FAULT;
+        u32 t = desc_attr(td) & (SEG_S | 0x7);
+        if (r || t != 3)
+            return raise_fault(v, T_TS, link & ~3u);
+        return task_switch(v, link, td, TS_IRET, next);
     }
     if ((fl & EFLAGS_VM) && v->cpl == 0 && size == 4) {
         /* Return to virtual-8086 mode (SDM Vol. 2A, IRET, RETURN-TO-VIRTUAL-8086-MODE). */
@@ -953,9 +1120,8 @@ emu_retf1(struct vcpu *v, struct insn *in)
 static int
 emu_iret(struct vcpu *v, struct insn *in, u32 next)
 {
-    (void)next;
     far_stack = 1;
-    int r = do_iret(v, in);
+    int r = do_iret(v, in, next);
     far_stack = 0;
     return r;
 }

@@ -180,6 +180,52 @@ segtrack_load(struct vcpu *v, int sreg, u16 sel)
     return OK;
 }
 
+/*S:015 Loading a segment register from a new task's TSS, after a task
+ * switch (SDM Vol. 3A §7.3, Task Switching, step 12, and Table 7-1), with
+ * the new CPL `cpl` (the RPL of the new CS).  A bad selector or
+ * descriptor raises #TS with the selector, a not-present one #NP - also
+ * for SS, where the CPU under the monitor (QEMU) raises #NP and the SDM
+ * #SS.  CS and SS may not be null.  The CPU does not set accessed bits
+ * here either. :*/
+int
+segtrack_load_task(struct vcpu *v, int sreg, u16 sel, int cpl)
+{
+    struct desc d;
+    u32 err = sel & ~3u;
+    int rpl = sel & 3;
+    if ((sel & ~3u) == 0) {
+        if (sreg == SEG_CS || sreg == SEG_SS)
+            return raise_fault(v, T_TS, err);
+        segtrack_null(v, sreg, sel);
+        return OK;
+    }
+    int r = segtrack_read_desc(v, sel, &d, NULL);
+    if (r == FAULT)
+        return FAULT;
+    u32 attr = desc_attr(d);
+    int dpl = SEG_DPL(attr), type = SEG_TYPE(attr);
+    if (r || !(attr & SEG_S))
+        return raise_fault(v, T_TS, err);
+    if (sreg == SEG_CS) {
+        if (!(type & STA_X) || dpl != rpl)
+            return raise_fault(v, T_TS, err);
+    } else if (sreg == SEG_SS) {
+        if ((type & STA_X) || !(type & STA_W) || dpl != cpl || dpl != rpl)
+            return raise_fault(v, T_TS, err);
+    } else {
+        if ((type & STA_X) && !(type & STA_R))
+            return raise_fault(v, T_TS, err);
+        if (!((type & STA_X) && (type & STA_C)) && (dpl < cpl || dpl < rpl))
+            return raise_fault(v, T_TS, err);
+    }
+    if (!(attr & SEG_P))
+        return raise_fault(v, T_NP, err);
+    segtrack_set(v, sreg, sel, d, SM_PROT);
+    if (sreg == SEG_CS)
+        v->cpl = cpl;
+    return OK;
+}
+
 /* Load CS from a code descriptor the caller has checked; the new CPL is
  * `cpl`, which also becomes the selector's RPL (SDM Vol. 3A §5.8.1). */
 int

@@ -249,6 +249,7 @@ int segtrack_read_desc(struct vcpu *v, u16 sel, struct desc *d, u32 *dla);
 int segtrack_load(struct vcpu *v, int sreg, u16 sel);
 void segtrack_load_real(struct vcpu *v, int sreg, u16 sel);
 int segtrack_load_cs(struct vcpu *v, u16 sel, struct desc d, int cpl);
+int segtrack_load_task(struct vcpu *v, int sreg, u16 sel, int cpl);
 void segtrack_set(struct vcpu *v, int sreg, u16 sel, struct desc d, int mode);
 void segtrack_null(struct vcpu *v, int sreg, u16 sel);
 int segtrack_reversible(struct vcpu *v, int sreg);
