@@ -485,7 +485,7 @@ task_switch(struct vcpu *v, u16 sel, struct desc td, int source, u32 next_eip)
     v->tr.sel = sel;
     v->tr.base = base;
     v->tr.limit = limit;
-    v->tr.attr = attr | 2;                      /* busy */
+    v->tr.attr = attr & ~2u;                    /* as it was loaded: available */
     if (v->cr0 & CR0_PG)
         v->cr3 = n[0x1c / 4];
     v->eip = n[0x20 / 4];
@@ -1129,15 +1129,19 @@ emu_iret(struct vcpu *v, struct insn *in, u32 next)
 static int
 soft_int(struct vcpu *v, int vec, u32 next)
 {
-    if ((v->eflags & EFLAGS_VM) && vcpu_iopl(v) < 3)
-        return raise_gp(v, 0);
     int r = emulate_interrupt(v, vec, 1, 0, 0, next);
     return r;
 }
 
+/* In virtual-8086 mode with IOPL < 3, INT n raises #GP(0).  The SDM says
+ * the same of INT3 and INTO; the CPU under the monitor (QEMU) delivers
+ * those two through the IDT whatever IOPL, and the monitor follows it,
+ * as a guest can tell the difference. */
 static int
 emu_int(struct vcpu *v, struct insn *in, u32 next)
 {
+    if ((v->eflags & EFLAGS_VM) && vcpu_iopl(v) < 3)
+        return raise_gp(v, 0);
     return soft_int(v, in->imm & 0xff, next);
 }
 
@@ -1254,14 +1258,40 @@ emu_popf(struct vcpu *v, struct insn *in, u32 next)
     return OK;
 }
 
-/* CLI, STI and port I/O are allowed when CPL <= IOPL (always in real
- * mode).  For I/O at CPL > IOPL the CPU would consult the I/O permission
- * bitmap of the guest's TSS; Deviation: first form, the bitmap is not
- * consulted and the access faults. */
+/* CLI and STI are allowed when CPL <= IOPL (always in real mode). */
 static int
 iopl_ok(struct vcpu *v)
 {
     return !(v->cr0 & CR0_PE) || v->cpl <= vcpu_iopl(v);
+}
+
+/*E:065 Port I/O is allowed when CPL <= IOPL, except in virtual-8086
+ * mode, where - as at any CPL > IOPL - the CPU consults the I/O
+ * permission bitmap of the current TSS: every bit for the ports the
+ * access touches must be clear (SDM Vol. 1 §19.5.2, I/O Permission Bit
+ * Map).  The bitmap starts at the offset the TSS holds at 0x66; a port
+ * whose bits lie past the TSS's limit is refused, and so is everything
+ * when TR holds no available 32-bit TSS (as at reset).  Direct execution
+ * runs on the monitor's TSS, which has no bitmap, so every port access
+ * there traps and comes here. :*/
+static int
+io_allowed(struct vcpu *v, u16 port, int size)
+{
+    if (!(v->cr0 & CR0_PE) || (!(v->eflags & EFLAGS_VM) && v->cpl <= vcpu_iopl(v)))
+        return OK;
+    u16 base, bits;
+    if (!(v->tr.attr & SEG_P) || SEG_TYPE(v->tr.attr) != STS_T32A || v->tr.limit < 0x67)
+        return raise_gp(v, 0);
+    if (vmem_read(v, v->tr.base + 0x66, &base, 2, ACC_SYS) != OK)
+        return FAULT;
+    u32 off = (u32)base + (port >> 3);
+    if (off + 1 > v->tr.limit)
+        return raise_gp(v, 0);
+    if (vmem_read(v, v->tr.base + off, &bits, 2, ACC_SYS) != OK)
+        return FAULT;
+    if ((bits >> (port & 7)) & ((1u << size) - 1))
+        return raise_gp(v, 0);
+    return OK;
 }
 
 static int
@@ -1306,11 +1336,11 @@ io_size(struct insn *in)
 static int
 emu_in(struct vcpu *v, struct insn *in, u32 next)
 {
-    if (!iopl_ok(v))
-        return raise_gp(v, 0);
     u16 port = (in->op & 8) ? v->f.edx & 0xffff : in->imm & 0xff;
     u32 val;
     int size = io_size(in);
+    if (io_allowed(v, port, size) != OK)
+        return FAULT;
     if (dev_in(v, port, size, &val) != OK)
         return STOP;
     reg_set(v, 0, size, val);
@@ -1321,10 +1351,10 @@ emu_in(struct vcpu *v, struct insn *in, u32 next)
 static int
 emu_out(struct vcpu *v, struct insn *in, u32 next)
 {
-    if (!iopl_ok(v))
-        return raise_gp(v, 0);
     u16 port = (in->op & 8) ? v->f.edx & 0xffff : in->imm & 0xff;
     int size = io_size(in);
+    if (io_allowed(v, port, size) != OK)
+        return FAULT;
     v->eip = next;
     if (dev_out(v, port, size, reg_get(v, 0, size)) != OK)
         return STOP;
@@ -1337,11 +1367,11 @@ emu_out(struct vcpu *v, struct insn *in, u32 next)
 static int
 emu_string_io(struct vcpu *v, struct insn *in, u32 next, int out)
 {
-    if (!iopl_ok(v))
-        return raise_gp(v, 0);
     int size = io_size(in);
     u32 amask = in->adsize == 2 ? 0xffff : 0xffffffff;
     u16 port = v->f.edx & 0xffff;
+    if (io_allowed(v, port, size) != OK)
+        return FAULT;
     int step = (v->eflags & EFLAGS_DF) ? -size : size;
     u32 *idx = out ? &v->f.esi : &v->f.edi;
     while (!in->rep || (v->f.ecx & amask)) {
@@ -1531,13 +1561,15 @@ emu_grp6(struct vcpu *v, struct insn *in, u32 next)
             return raise_gp(v, sel & ~3u);
         if (!(desc_attr(d) & SEG_P))
             return raise_fault(v, T_NP, sel & ~3u);
-        d.hi |= 2 << 8;                 /* busy */
+        /* TR's hidden part keeps the type it was loaded with; the
+         * descriptor in memory becomes busy. */
+        v->tr.attr = desc_attr(d);
+        d.hi |= 2 << 8;
         if (vmem_write(v, dla + 4, &d.hi, 4, ACC_SYS) != OK)
             return FAULT;
         v->tr.sel = sel;
         v->tr.base = desc_base(d);
         v->tr.limit = desc_limit(d);
-        v->tr.attr = desc_attr(d);
         break;
     case 4:     /* verr */
     case 5: {   /* verw */

@@ -38,6 +38,7 @@ decisions() {
     callgate)    echo "direct|CPL!=3" ;;
     segments)    echo "direct|IF=0|CPL!=3" ;;
     tasks)       echo "direct|CPL!=3" ;;
+    v86)         echo "direct|v86 with IOPL=3|CPL!=3" ;;
     segtrans)    echo "direct|non-reversible segment|CR0.PE=0|CPL!=3" ;;
     memprot|cow|smc|absent|bigpage) echo "direct|CPL!=3" ;;
     topmap)      echo "direct|CPL!=3|access to the monitor's region" ;;
