@@ -61,6 +61,6 @@ deviations:
 clean:
 	rm -rf build
 
-# For the scripts in tests/: the test guests, in order.
+# For the scripts in tests/: the test guests' images, in order.
 guest-list:
-	@echo $(GUEST_TESTS)
+	@echo $(GUEST_TESTS:%=$(GUEST_BUILD)/%.elf) $(GUEST_RAW:%=$(GUEST_BUILD)/%)

@@ -308,7 +308,7 @@ check_stack(struct check *c, int base_reg, s8 disp)
 /* How does instruction `in` (bytes `b`) touch memory, and what check
  * does it need?  Fills `c` for MC_INLINE. */
 static int
-classify(struct insn *in, const u8 *b, int code32, struct check *c)
+classify(struct insn *in, const u8 *b, int code32, u32 cs_base, struct check *c)
 {
     c->n = 0;
     if (!bt_checks)
@@ -321,8 +321,15 @@ classify(struct insn *in, const u8 *b, int code32, struct check *c)
         return MC_CALLOUT;                              /* xlat; enter with nesting */
     if (mem && (op == 0x1a3 || op == 0x1ab || op == 0x1b3 || op == 0x1bb))
         return MC_CALLOUT;                              /* bt* with a register bit offset */
-    if (!code32)
-        return (mem || (op >= 0xa0 && op <= 0xa3)) && in->adsize == 4 ? MC_CALLOUT : MC_NONE;
+    if (!code32) {
+        /* 16-bit code has no inline checks: run_block refuses to run it
+         * with a data segment within 64 KiB of the monitor.  CS is part
+         * of the unit's key, so a CS-prefixed access through a CS based
+         * there (the reset vector's F000 based at FFFF0000) is known here
+         * and checked by a callout. */
+        int cs_near = in->seg == SEG_CS && (u64)cs_base + 0x10000 + MARGIN > VMM_BASE;
+        return (mem || (op >= 0xa0 && op <= 0xa3)) && (in->adsize == 4 || cs_near) ? MC_CALLOUT : MC_NONE;
+    }
     if (mem && op != 0x8d && !(op >= 0x118 && op <= 0x11f)) {
         /* The instruction's own ModRM, SIB and displacement, with reg = EAX. */
         u8 l[12];
@@ -386,7 +393,7 @@ emit_ident(struct block *b, int i, const u8 *bytes, struct insn *in, int code32)
     u8 *base = code32 ? tc + b->tc : tc16 + b->tc;
     int wrap = in->seg == SEG_GS || in->seg == SEG_CS;
     struct check c;
-    int mc = classify(in, bytes, code32, &c);
+    int mc = classify(in, bytes, code32, b->cs_base, &c);
     if (mc == MC_INLINE) {
         emit_check(&c);
         vcpu0.st.checks_inline++;
@@ -616,11 +623,11 @@ reloc_fault(struct vcpu *v, u32 cr2, u32 err)
     if (mmu_translate(v, la, acc, &pa) != OK)
         return 0;               /* the guest's own #PF, with its CR2 */
     int w = (err & PFE_W) != 0;
-    if (pa >= ram_size) {
-        /* Absent memory: zeros to read; writes land in the sink, cleared after. */
-        extern u8 absent_zero[], absent_sink[];
-        mmu_alias(ALIAS_SLOT + idx, w ? (u32)absent_sink - VMM_BASE + VMM_PHYS :
-                                    pa >= 0xfffc0000u ? pa & PTE_FRAME : (u32)absent_zero - VMM_BASE + VMM_PHYS, w);
+    hpa_t not_ram = mmu_not_ram(pa);
+    if (not_ram) {
+        /* Absent memory or ROM: read-only; writes land in the sink, cleared after. */
+        extern u8 absent_sink[];
+        mmu_alias(ALIAS_SLOT + idx, w ? (u32)absent_sink - VMM_BASE + VMM_PHYS : not_ram, w);
         rl.absent |= w;
         return 1;
     }
@@ -1138,7 +1145,7 @@ run_block(struct vcpu *v, struct block *b, int step)
     tcdata.bnd[1] = (s32)(0x80000000u + VMM_BASE - MARGIN - 1);
     if (bt_checks && !b->code32)
         for (int s = 0; s < NSEG; s++)
-            if ((v->seg[s].attr & SEG_P) && (u64)v->seg[s].base + 0x10000 + MARGIN > VMM_BASE) {
+            if (s != SEG_CS && (v->seg[s].attr & SEG_P) && (u64)v->seg[s].base + 0x10000 + MARGIN > VMM_BASE) {
                 vm_stop(v, "16-bit code at %04x:%04x with %s based at %08x, within reach of the "
                         "monitor: not supported", v->seg[SEG_CS].sel, v->eip,
                         "a segment", v->seg[s].base);

@@ -12,7 +12,8 @@
  *
  * Deviation: first form.  The 16550 transmits only (polled, no
  * interrupts, no receive); the 8259A pair records its initialization and
- * mask but delivers no interrupts; there is no PIT, CMOS or i8042 yet.
+ * mask but delivers no interrupts; there is no PIT or CMOS yet, and of
+ * the 8042 only the A20 gate and the reset line (V:050).
  * Ports nobody claims read as all ones, as on an empty ISA bus.
  *
  * Hardware:   National Semiconductor PC16550D data sheet (registers);
@@ -127,11 +128,87 @@ pic_write(struct pic *p, int a0, u8 val)
     /* OCW2 (EOI): nothing is ever in service yet. */
 }
 
+/*V:050 System control: the A20 gate and the reset line.  Two ISA-era
+ * devices hold them.  Port 0x92, "system control port A": bit 1 gates
+ * address line 20, and writing 1 to bit 0 resets the machine.  And the
+ * 8042 keyboard controller's output port: bit 0 is the reset line (active
+ * low), bit 1 the A20 gate; command 0xd1 writes it, 0xd0 reads it,
+ * 0xdd and 0xdf clear and set A20, and commands 0xf0-0xff pulse the lines
+ * their low four bits name - 0xfe, reset, being the one every PC
+ * operating system knows.  Both drive the same A20 line, and the last
+ * write wins, as on QEMU's PC.  A20 gates every physical address (mmu.c,
+ * T:005); a reset ends the run as on bare QEMU with -no-reboot (vmm.c,
+ * vm_reset).  Only this much of the 8042 exists for now. :*/
+static u8 port92;               /* bit 1: A20 */
+static struct i8042 {
+    u8 status;                  /* bit 0: output full; 2: self-test passed; 3: last write was a command */
+    u8 out;                     /* the output buffer */
+    u8 pending;                 /* a command waiting for its data byte, or 0 */
+    u8 outport;                 /* bit 0: not in reset; bit 1: A20 */
+} kbc = { .status = 0x1c, .outport = 0x03 };
+
+/* The state firmware leaves: SeaBIOS has opened A20 through port 0x92
+ * before it starts a boot sector or Multiboot kernel; at reset (a ROM
+ * guest) port 0x92 reads 0 and A20 is open all the same. */
+void
+dev_reset_state(int from_reset)
+{
+    port92 = from_reset ? 0 : 2;
+}
+
+static u8
+kbc_read(struct vcpu *v, int cmdport)
+{
+    if (cmdport)
+        return kbc.status;
+    kbc.status &= ~1;
+    return kbc.out;
+}
+
+static void
+kbc_reply(u8 val)
+{
+    kbc.out = val;
+    kbc.status |= 1;
+}
+
+static void
+kbc_write(struct vcpu *v, int cmdport, u8 val)
+{
+    if (!cmdport) {
+        kbc.status &= ~0x08;
+        if (kbc.pending == 0xd1) {
+            kbc.outport = val;
+            mmu_set_a20(v, val & 2);
+            if (!(val & 1))
+                vm_reset(v, "the keyboard controller's reset line (output port bit 0 cleared)");
+        }
+        kbc.pending = 0;
+        return;
+    }
+    kbc.status |= 0x08;
+    kbc.pending = 0;
+    if (val == 0xd0) {
+        kbc_reply(kbc.outport);
+    } else if (val == 0xd1) {
+        kbc.pending = val;
+    } else if (val == 0xdd || val == 0xdf) {
+        kbc.outport = (kbc.outport & ~2) | (val == 0xdf ? 2 : 0);
+        mmu_set_a20(v, val == 0xdf);
+    } else if (val >= 0xf0 && !(val & 1)) {
+        vm_reset(v, "the keyboard controller's reset pulse (command 0xfe)");
+    }
+}
+
 /* ---- Dispatch ---- */
 
 static u8
-port_read8(u16 port)
+port_read8(struct vcpu *v, u16 port)
 {
+    if (port == 0x92)
+        return port92;
+    if (port == 0x60 || port == 0x64)
+        return kbc_read(v, port == 0x64);
     if (port >= COM1 && port < COM1 + 8)
         return uart_read(&com1, port - COM1);
     if (port == 0x20 || port == 0x21)
@@ -142,9 +219,16 @@ port_read8(u16 port)
 }
 
 static void
-port_write8(u16 port, u8 val)
+port_write8(struct vcpu *v, u16 port, u8 val)
 {
-    if (port >= COM1 && port < COM1 + 8)
+    if (port == 0x92) {
+        port92 = val & ~1;
+        mmu_set_a20(v, val & 2);
+        if (val & 1)
+            vm_reset(v, "port 0x92 bit 0 (fast reset)");
+    } else if (port == 0x60 || port == 0x64)
+        kbc_write(v, port == 0x64, val);
+    else if (port >= COM1 && port < COM1 + 8)
         uart_write(&com1, port - COM1, val);
     else if (port == 0x20 || port == 0x21)
         pic_write(&pic[0], port & 1, val);
@@ -160,7 +244,7 @@ dev_in(struct vcpu *v, u16 port, int size, u32 *val)
     v->st.io_exits++;
     *val = 0;
     for (int i = 0; i < size; i++)
-        *val |= (u32)port_read8(port + i) << (8 * i);
+        *val |= (u32)port_read8(v, port + i) << (8 * i);
     return OK;
 }
 
@@ -184,7 +268,7 @@ dev_out(struct vcpu *v, u16 port, int size, u32 val)
         return STOP;
     }
     for (int i = 0; i < size; i++)
-        port_write8(port + i, val >> (8 * i));
+        port_write8(v, port + i, val >> (8 * i));
     return OK;
 }
 

@@ -1,5 +1,6 @@
 /*
- * load.c -- the guest's boot loader: the monitor as a Multiboot loader.
+ * load.c -- the guest's boot loader: the monitor as a Multiboot loader,
+ * a PC's firmware starting a boot sector, and the reset vector of a ROM.
  *
  * QEMU hands the monitor its guest as the first Multiboot module (the
  * module string is the guest's file name and command line).  We load it
@@ -134,6 +135,84 @@ put_string(gpa_t *at, const char *s)
     return where;
 }
 
+/*D:006 Booting from real mode (docs/01-boot-and-switch.md).  Two ways
+ * a PC starts a program in real mode, both run translated from their
+ * first instruction (CR0.PE = 0):
+ *  - a boot sector: 512 bytes ending in 55 AA, which the firmware loads
+ *    at 0x7c00 and enters at 0000:7C00 with DL = 0x80, the first hard
+ *    disk.  That is all SeaBIOS promises (and all a boot sector run under
+ *    the monitor may rely on; there are no BIOS services here: the IVT
+ *    and BIOS data area are zero).  SeaBIOS enters it with interrupts
+ *    enabled, A20 open and CR0 = ET.  Bare QEMU: -drive
+ *    file=IMAGE,format=raw.
+ *  - a ROM image, whose size is a multiple of 64 KiB: the PC maps it at
+ *    the top of the physical space and its last 128 KiB again below
+ *    1 MiB, and the CPU starts at the reset vector, CS:IP F000:FFF0 with
+ *    the CS base FFFF0000 - a segment register that is not reversible
+ *    from the first instruction, since reloading F000 would give base
+ *    F0000.  The state is the CPU's at reset (SDM Vol. 3A §9.1.1,
+ *    Processor State After Reset), EDX the CPUID signature.  Bare QEMU:
+ *    -bios IMAGE.
+ * The monitor takes either as its first module, the boot sector by its
+ * signature or with `boot=sector`, the ROM with `boot=rom`. :*/
+static int
+is_boot_sector(hpa_t img, u32 size)
+{
+    u8 sig[2];
+    if (size != 512)
+        return 0;
+    hpa_read(img + 510, sig, 2);
+    return sig[0] == 0x55 && sig[1] == 0xaa;
+}
+
+static void
+real_mode_state(struct vcpu *v, u16 cs, u32 cs_base, u32 ip)
+{
+    memset(&v->f, 0, sizeof v->f);
+    segtrack_reset_real(v, cs, cs_base);
+    v->eip = ip;
+    v->eflags = EFLAGS_FIXED;
+    v->cr0 = 0x60000010;        /* CD, NW, ET */
+    v->cr2 = v->cr3 = v->cr4 = 0;
+    v->gdtr.base = 0;
+    v->gdtr.limit = 0xffff;
+    v->idtr.base = 0;
+    v->idtr.limit = 0x3ff;
+    v->dr[6] = 0xffff0ff0;
+    v->dr[7] = 0x400;
+    v->mode = MODE_BT;
+}
+
+static void
+load_boot_sector(struct vcpu *v, hpa_t img, u32 size, const char *name)
+{
+    if (!is_boot_sector(img, size))
+        bad_image("\"%s\": a boot sector is 512 bytes ending in 55 AA (this is %u bytes)", name, size);
+    load_segment(img, 512, 0x7c00, 512);
+    real_mode_state(v, 0, 0, 0x7c00);
+    v->cr0 = CR0_ET;            /* SeaBIOS turned the caches on */
+    v->f.edx = 0x80;
+    v->eflags |= EFLAGS_IF;
+    dev_reset_state(0);
+    cprintf("vmm: loaded \"%s\" as a boot sector at 0000:7c00\n", name);
+}
+
+static void
+load_rom(struct vcpu *v, hpa_t img, u32 size, const char *name)
+{
+    if (size % 0x10000 || size > 0x1000000)
+        bad_image("\"%s\": a ROM image is a multiple of 64 KiB, at most 16 MiB (this is %u bytes)", name, size);
+    if (img & 0xfff)
+        bad_image("\"%s\": the ROM module is not page-aligned in memory", name);
+    mmu_set_rom(img, size);
+    real_mode_state(v, 0xf000, 0xffff0000, 0xfff0);
+    u32 a, b, c, d;
+    cpuid(1, &a, &b, &c, &d);
+    v->f.edx = a;               /* the CPU signature, as after reset */
+    dev_reset_state(1);
+    cprintf("vmm: loaded \"%s\" as a %u KiB ROM at %08x, starting at f000:fff0\n", name, size >> 10, 0u - size);
+}
+
 void
 load_guest(struct vcpu *v, struct mb_info *mbi)
 {
@@ -166,6 +245,14 @@ load_guest(struct vcpu *v, struct mb_info *mbi)
     name[sizeof name - 2] = 0;
     if (size == 0)
         bad_image("the module \"%s\" is empty", name);
+    if (opt_boot == BOOT_ROM) {
+        load_rom(v, img, size, name);
+        return;
+    }
+    if (opt_boot == BOOT_SECTOR || (opt_boot == BOOT_AUTO && is_boot_sector(img, size))) {
+        load_boot_sector(v, img, size, name);
+        return;
+    }
     struct mb_header h;
     u32 hoff = 0;
     int found = 0;
@@ -271,5 +358,6 @@ load_guest(struct vcpu *v, struct mb_info *mbi)
     v->dr[7] = 0x400;
     segtrack_reset(v);
     v->mode = MODE_BT;
+    dev_reset_state(0);
     cprintf("vmm: loaded \"%s\", entry %x\n", name, entry);
 }

@@ -42,6 +42,9 @@ extern u32 boot_pd[1024];
 #define V2P(x) ((u32)(x) - VMM_BASE + VMM_PHYS)
 #define SLOT_VA(i) (0xffffffffu - (NSLOTS - (i)) * PGSIZE + 1)
 
+u8 absent_zero[PGSIZE] __attribute__((aligned(PGSIZE)));    /* stays zero */
+u8 absent_sink[PGSIZE] __attribute__((aligned(PGSIZE)));    /* takes absent writes */
+
 /* ---- Temporary mappings ---- */
 
 static u32 slot_frame[NSLOTS];
@@ -86,25 +89,89 @@ hpa_write(hpa_t pa, const void *buf, u32 n)
     }
 }
 
-/* Guest-physical memory is [0, ram_size) at host ram_base.  Reads beyond
- * it see zeros and writes vanish, as on bare QEMU's PC, where nothing
- * answers there. */
-/* The PC's BIOS ROM sits at the top of the physical space on bare QEMU
- * too; the guest sees the host's, read-only. */
+/*T:005 Guest-physical memory.  RAM is [0, ram_size) at host ram_base.
+ * Beyond it nothing answers on bare QEMU's PC: reads see zeros and
+ * writes vanish.  The BIOS ROM sits at the top of the physical space: a
+ * Multiboot or Linux guest sees the host's, read-only; a guest booted
+ * from a ROM image of its own (load.c) sees that image instead, at the
+ * top and, for its last 128 KiB, just below 1 MiB, where the PC decodes
+ * the ROM too (its RAM there is hidden).  Writes to ROM vanish.  And
+ * address line 20 may be masked, as the A20 gate of the PC's keyboard
+ * controller and port 0x92 can make it (dev.c): every physical address
+ * the CPU forms - page-table entries included - has bit 20 cleared. :*/
 #define ROM_BASE 0xfffc0000u
+#define ISA_ROM_TOP 0x100000u
+static hpa_t rom_hpa;           /* a ROM guest's image, in host memory (load.c) */
+static u32 rom_size;
+static u32 a20_mask = ~0u;
+
+void
+mmu_set_rom(hpa_t hpa, u32 size)
+{
+    rom_hpa = hpa;
+    rom_size = size;
+}
+
+/* The host-physical address behind guest-physical pa if pa is ROM; 0 if
+ * it is not. */
+static hpa_t
+rom_at(gpa_t pa)
+{
+    if (!rom_size)
+        return pa >= ROM_BASE ? pa : 0;
+    if (pa >= 0u - rom_size)
+        return rom_hpa + (pa - (0u - rom_size));
+    u32 alias = rom_size < 0x20000 ? rom_size : 0x20000;
+    if (pa >= ISA_ROM_TOP - alias && pa < ISA_ROM_TOP)
+        return rom_hpa + rom_size - (ISA_ROM_TOP - pa);
+    return 0;
+}
+
+/* What to map, read-only, for guest-physical page pa if it is not
+ * ordinary RAM: the ROM's frame, or the zero page for nothing at all.
+ * 0 for RAM. */
+hpa_t
+mmu_not_ram(gpa_t pa)
+{
+    hpa_t rom = rom_at(pa);
+    if (rom)
+        return rom & PTE_FRAME;
+    return pa >= ram_size ? V2P(absent_zero) : 0;
+}
+
+void
+mmu_set_a20(struct vcpu *v, int on)
+{
+    u32 m = on ? ~0u : ~(1u << 20);
+    if (m == a20_mask)
+        return;
+    a20_mask = m;
+    mmu_flush(v);               /* every shadow mapping may have changed */
+}
+
+int
+mmu_a20(void)
+{
+    return a20_mask == ~0u;
+}
 
 int
 gpa_read(gpa_t pa, void *buf, u32 n)
 {
-    if (pa >= ROM_BASE && n <= 0u - pa) {
-        hpa_read(pa, buf, n);
-        return OK;
+    u8 *b = buf;
+    while (n) {
+        u32 chunk = PGSIZE - (pa & 0xfff);
+        if (chunk > n)
+            chunk = n;
+        hpa_t rom = rom_at(pa);
+        if (rom)
+            hpa_read(rom, b, chunk);
+        else if (pa >= ram_size)
+            memset(b, 0, chunk);
+        else
+            hpa_read(ram_base + pa, b, chunk);
+        pa += chunk, b += chunk, n -= chunk;
     }
-    if (pa >= ram_size || n > ram_size - pa) {
-        memset(buf, 0, n);
-        return OK;
-    }
-    hpa_read(ram_base + pa, buf, n);
     return OK;
 }
 
@@ -113,14 +180,14 @@ gpa_read(gpa_t pa, void *buf, u32 n)
 int
 gpa_write(gpa_t pa, const void *buf, u32 n)
 {
-    if (pa >= ram_size || n > ram_size - pa)
-        return OK;
     const u8 *b = buf;
     while (n) {
         u32 chunk = PGSIZE - (pa & 0xfff);
         if (chunk > n)
             chunk = n;
-        if (trace_is_traced(pa)) {
+        if (rom_at(pa) || pa >= ram_size) {
+            ;                   /* nothing takes the write */
+        } else if (trace_is_traced(pa)) {
             u8 old[PGSIZE];
             hpa_read(ram_base + pa, old, chunk);
             hpa_write(ram_base + pa, b, chunk);
@@ -172,13 +239,13 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
 
     w->big = 0;
     if (!(v->cr0 & CR0_PG)) {
-        w->pa = la;
+        w->pa = la & a20_mask;
         w->writable = 1;
         w->dirty = 1;
         w->pde = PTE_P | PTE_W | PTE_U;
         return OK;
     }
-    gpa_t pdea = (v->cr3 & PTE_FRAME) + (la >> PDXSHIFT) * 4;
+    gpa_t pdea = ((v->cr3 & PTE_FRAME) + (la >> PDXSHIFT) * 4) & a20_mask;
     u32 pde = gpa_read32(pdea);
     if (!(pde & PTE_P))
         return raise_pf(v, la, err);
@@ -190,7 +257,7 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
         u32 npde = pde | PTE_A | (write ? PTE_D : 0);
         if (npde != pde && !(acc & ACC_PEEK))
             gpa_write32(pdea, npde);
-        w->pa = (pde & 0xffc00000) | (la & 0x3fffff);
+        w->pa = ((pde & 0xffc00000) | (la & 0x3fffff)) & a20_mask;
         w->writable = may_write;
         w->dirty = !!(npde & PTE_D);
         w->pde = npde;
@@ -199,7 +266,7 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
     }
     if (!(pde & PTE_A) && !(acc & ACC_PEEK))
         gpa_write32(pdea, pde |= PTE_A);
-    gpa_t ptea = (pde & PTE_FRAME) + ((la >> PGSHIFT) & 0x3ff) * 4;
+    gpa_t ptea = ((pde & PTE_FRAME) + ((la >> PGSHIFT) & 0x3ff) * 4) & a20_mask;
     u32 pte = gpa_read32(ptea);
     if (!(pte & PTE_P))
         return raise_pf(v, la, err);
@@ -210,7 +277,7 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
     u32 npte = pte | PTE_A | (write ? PTE_D : 0);
     if (npte != pte && !(acc & ACC_PEEK))
         gpa_write32(ptea, npte);
-    w->pa = (pte & PTE_FRAME) | (la & 0xfff);
+    w->pa = ((pte & PTE_FRAME) | (la & 0xfff)) & a20_mask;
     w->writable = may_write;
     w->dirty = !!(npte & PTE_D);
     w->pde = pde;
@@ -271,8 +338,6 @@ vmem_write(struct vcpu *v, gva_t la, const void *buf, u32 n, int acc)
 
 static void de_view_init(void);
 
-u8 absent_zero[PGSIZE] __attribute__((aligned(PGSIZE)));    /* stays zero */
-u8 absent_sink[PGSIZE] __attribute__((aligned(PGSIZE)));    /* takes absent writes */
 
 /*T:060 The shadow page tables are a cache, kept across guest CR3
  * switches (docs/00-overview.md).  Each pool page shadows one thing:
@@ -591,11 +656,11 @@ mmu_page_fault(struct vcpu *v, u32 la, u32 hwerr)
     }
     u32 *pt = (u32 *)((pd[pdi] & PTE_FRAME) - VMM_PHYS + VMM_BASE);
     u32 *spte = &pt[(la >> PGSHIFT) & 0x3ff];
-    if (w.pa >= ram_size) {
-        /* Absent memory: read-only zeros; a write goes, for one
-         * instruction, to a sink page that is cleared afterwards.  The
-         * BIOS ROM at the top reads as the host's own ROM. */
-        *spte = (w.pa >= ROM_BASE ? w.pa & PTE_FRAME : V2P(absent_zero)) | PTE_P | PTE_U;
+    hpa_t not_ram = mmu_not_ram(w.pa);
+    if (not_ram) {
+        /* Absent memory or ROM (T:005): read-only; a write goes, for one
+         * instruction, to a sink page that is cleared afterwards. */
+        *spte = not_ram | PTE_P | PTE_U;
         invlpg(la);
         v->st.hidden_pf++;
         if (acc & ACC_W)

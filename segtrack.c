@@ -255,6 +255,32 @@ segtrack_reset(struct vcpu *v)
     v->tr.limit = 0xffff;
 }
 
+/* The state at reset, or as firmware leaves it for a boot sector: real
+ * mode, every segment based at its selector times 16 with a 64 KiB
+ * limit, except CS, whose base may be given (F000 based at FFFF0000 at
+ * reset); LDTR and TR empty (SDM Vol. 3A Table 9-1, IA-32 Processor
+ * States Following Power-up, Reset, or INIT). */
+void
+segtrack_reset_real(struct vcpu *v, u16 cs, u32 cs_base)
+{
+    for (int s = 0; s < NSEG; s++) {
+        struct seg *sg = &v->seg[s];
+        sg->sel = s == SEG_CS ? cs : 0;
+        sg->base = s == SEG_CS ? cs_base : 0;
+        sg->limit = 0xffff;
+        sg->attr = SEG_S | SEG_P | STA_W | STA_A | (s == SEG_CS ? STA_X : 0);
+        sg->mode = SM_REAL;
+    }
+    v->seg_gen++;
+    v->cpl = 0;
+    memset(&v->ldtr, 0, sizeof v->ldtr);
+    v->ldtr.limit = 0xffff;
+    v->ldtr.attr = SEG_P | STS_LDT;
+    memset(&v->tr, 0, sizeof v->tr);
+    v->tr.limit = 0xffff;
+    v->tr.attr = SEG_P | STS_T32B;
+}
+
 /*S:020 Is this register reversible?  It is if reloading its selector now,
  * in the current mode, would load exactly the hidden part it holds
  * (US 6,397,242 uses the word; the definition is Bugnion et al.'s, TOCS 2012):

@@ -27,6 +27,7 @@ int far_sets_accessed;
 static int opt_checks = -1;     /* checks=0 or checks=1 on the command line */
 static int opt_ring;            /* ring=1 or ring=3 on the command line; 0: decide */
 u32 opt_mem_mb = 64;
+int opt_boot = BOOT_AUTO;
 u32 opt_log;
 
 /* The monitor's descriptor tables.  vmm_gdt's low part is the shadow GDT
@@ -262,6 +263,28 @@ vm_stop(struct vcpu *v, const char *fmt, ...)
     v->stop_reason = reason;
     if (!v->stop_status)
         v->stop_status = EXIT_STOP;
+}
+
+/* The guest reset the machine (dev.c), or triple-faulted.  On bare QEMU
+ * with -no-reboot either ends the run with status 0, so the monitor, after
+ * its report, resets the machine it runs on, which QEMU turns into the
+ * same exit. */
+void
+vm_reset(struct vcpu *v, const char *why)
+{
+    vm_stop(v, "the guest reset the machine: %s", why);
+    v->stop_status = EXIT_RESET;
+}
+
+static void
+host_reset(void)
+{
+    outb(0x64, 0xfe);                           /* the keyboard controller's reset pulse */
+    struct pseudo_desc none = { 0, 0 };         /* and if that did nothing, a triple fault */
+    lidt(&none);
+    __asm__ volatile("int $3");
+    for (;;)
+        hlt();
 }
 
 /* A trap taken at ring 0.  Two are expected: the boot-time limit probe
@@ -591,6 +614,9 @@ parse_cmdline(const char *c)
             for (c += 4; *c >= '0' && *c <= '9'; c++)
                 n = n * 10 + (*c - '0');
             opt_mem_mb = n;
+        } else if (!memcmp(c, "boot=", 5)) {
+            opt_boot = !memcmp(c + 5, "sector", 6) ? BOOT_SECTOR : !memcmp(c + 5, "rom", 3) ? BOOT_ROM :
+                       !memcmp(c + 5, "multiboot", 9) ? BOOT_MULTIBOOT : BOOT_AUTO;
         } else if (!memcmp(c, "checks=", 7)) {
             opt_checks = c[7] == '1';
         } else if (!memcmp(c, "ring=", 5)) {
@@ -683,5 +709,7 @@ vmm_main(u32 magic, u32 mbi_pa)
     vcpu_dump(v);
     vmm_stats(v);
     vmm_integrity();
+    if (v->stop_status == EXIT_RESET || v->stop_status == EXIT_TRIPLE)
+        host_reset();
     vmm_exit(v->stop_status ? v->stop_status : EXIT_STOP);
 }

@@ -165,12 +165,14 @@ extern int far_sets_accessed;   /* does a far transfer set a code descriptor's a
 extern int host_umip;           /* the CPU has UMIP, and the monitor keeps it on (vmm.c) */
 enum mode vmm_decide(struct vcpu *v);
 void vm_stop(struct vcpu *v, const char *fmt, ...);
+void vm_reset(struct vcpu *v, const char *why);
 extern const char *why_names[WHY_COUNT];
 /* Exit statuses the monitor itself chooses.  QEMU's isa-debug-exit turns
  * a write of v into the process status (v << 1) | 1; guests use small
  * values, so these stand apart. */
 #define EXIT_STOP     0x70      /* vm_stop: the guest did something we don't support */
-#define EXIT_TRIPLE   0x71      /* the guest triple-faulted (or asked for a reset) */
+#define EXIT_TRIPLE   0x71      /* the guest triple-faulted: reset, as bare QEMU does */
+#define EXIT_RESET    0x75      /* the guest reset the machine: reset (vm_reset) */
 #define EXIT_BADIMAGE 0x72      /* no guest, or a malformed one */
 #define EXIT_PANIC    0x73      /* the monitor is wrong */
 #define EXIT_HALT     0x74      /* hlt with nothing that could ever wake it */
@@ -179,6 +181,8 @@ void vmm_stats(struct vcpu *v);
 void vmm_integrity(void);
 void *vmm_idt_addr(void);
 extern u32 opt_mem_mb;
+extern int opt_boot;
+enum { BOOT_AUTO = 0, BOOT_MULTIBOOT, BOOT_SECTOR, BOOT_ROM };
 extern u32 opt_log;
 #define LOG_DECIDE 0x1
 #define LOG_TRANSLATE 0x2
@@ -236,6 +240,10 @@ int mmu_page_fault(struct vcpu *v, u32 cr2, u32 err);
 #define PF_TRACED 2     /* ... a traced write: resume for one instruction with TF set */
 #define PF_WINDOW 3     /* ... an access to the monitor's region: run the instruction relocated */
 void mmu_write_protect(struct vcpu *v, gpa_t page);
+void mmu_set_rom(hpa_t hpa, u32 size);
+hpa_t mmu_not_ram(gpa_t pa);
+void mmu_set_a20(struct vcpu *v, int on);
+int mmu_a20(void);
 void mmu_expose(u32 va, u32 len, int writable);
 void mmu_alias(int slot, hpa_t pa, int writable);
 void mmu_de_view(int on);
@@ -245,6 +253,7 @@ u32 mmu_hw_cr3(struct vcpu *v);
 
 /* ---- segtrack.c: the guest's segment registers and their reversibility ---- */
 void segtrack_reset(struct vcpu *v);
+void segtrack_reset_real(struct vcpu *v, u16 cs, u32 cs_base);
 int segtrack_read_desc(struct vcpu *v, u16 sel, struct desc *d, u32 *dla);
 int segtrack_load(struct vcpu *v, int sreg, u16 sel);
 void segtrack_load_real(struct vcpu *v, int sreg, u16 sel);
@@ -330,6 +339,7 @@ void dev_init(void);
 int dev_in(struct vcpu *v, u16 port, int size, u32 *val);
 int dev_out(struct vcpu *v, u16 port, int size, u32 val);
 void log_putc(char c);
+void dev_reset_state(int from_reset);
 
 /* ---- load.c: the guest loaders (Multiboot ELF) ---- */
 struct mb_info;

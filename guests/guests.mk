@@ -14,6 +14,11 @@ _GUESTS_INCLUDED := $(filter-out $(lastword $(MAKEFILE_LIST)),$(MAKEFILE_LIST))
 GUEST_TESTS := hello usermode exceptions privileged paging memprot cow smc absent bigpage topmap isolation \
                decide_cpl decide_if decide_iopl decide_seg decide_v86 decide_pe decide_nt callgate segments segtrans tasks v86
 GUEST_ALL := $(GUEST_TESTS) demo bench
+# Guests that are not Multiboot kernels: raw images, each linked at the
+# address the firmware starts it at.  The suffix says how: .img a disk
+# whose first sector is a boot sector (at 0x7c00), .rom a ROM image
+# (the reset vector; linked at 0xf0000).
+GUEST_RAW := bootsect.img rom.rom
 
 GUEST_CC ?= gcc
 GUEST_LD ?= ld
@@ -31,9 +36,18 @@ GUEST_LDFLAGS ?= -m elf_i386 -T $(GUEST_SRCDIR)/lib/guest.ld -nostdlib -static \
 GUEST_LIB_SRCS := entry.S isr.S lib.c cpu.c paging.c
 GUEST_LIB_OBJS := $(addprefix $(GUEST_BUILD)/lib/,$(addsuffix .o,$(basename $(GUEST_LIB_SRCS))))
 GUEST_ELFS := $(GUEST_ALL:%=$(GUEST_BUILD)/%.elf)
+GUEST_BINS := $(GUEST_RAW:%=$(GUEST_BUILD)/%)
 
 .PHONY: guests guests-clean
-guests: $(GUEST_ELFS)
+guests: $(GUEST_ELFS) $(GUEST_BINS)
+
+$(GUEST_BUILD)/bootsect.img: $(GUEST_BUILD)/bootsect.o
+	$(GUEST_LD) -m elf_i386 -Ttext 0x7c00 -e _start --oformat binary -o $@ $<
+	@test $$(stat -c %s $@) -eq 512 || { echo "$@ is not 512 bytes"; rm -f $@; exit 1; }
+
+$(GUEST_BUILD)/rom.rom: $(GUEST_BUILD)/rom.o
+	$(GUEST_LD) -m elf_i386 -Ttext 0xf0000 -e _start --oformat binary -o $@ $<
+	@test $$(stat -c %s $@) -eq 65536 || { echo "$@ is not 64 KiB"; rm -f $@; exit 1; }
 
 $(GUEST_BUILD)/lib/%.o: $(GUEST_SRCDIR)/lib/%.c $(GUEST_SRCDIR)/lib/guest.h
 	@mkdir -p $(dir $@)
@@ -55,7 +69,7 @@ $(GUEST_BUILD)/%.elf: $(GUEST_BUILD)/%.o $(GUEST_LIB_OBJS) $(GUEST_SRCDIR)/lib/g
 	$(GUEST_LD) $(GUEST_LDFLAGS) -o $@ $(GUEST_LIB_OBJS) $<
 
 # Keep the per-guest objects (they are intermediate files otherwise).
-.SECONDARY: $(GUEST_ALL:%=$(GUEST_BUILD)/%.o) $(GUEST_LIB_OBJS)
+.SECONDARY: $(GUEST_ALL:%=$(GUEST_BUILD)/%.o) $(GUEST_BUILD)/bootsect.o $(GUEST_BUILD)/rom.o $(GUEST_LIB_OBJS)
 
 guests-clean:
 	rm -rf $(GUEST_BUILD)

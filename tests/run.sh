@@ -39,6 +39,8 @@ decisions() {
     segments)    echo "direct|IF=0|CPL!=3" ;;
     tasks)       echo "direct|CPL!=3" ;;
     v86)         echo "direct|v86 with IOPL=3|CPL!=3" ;;
+    bootsect)    echo "CR0.PE=0|CPL!=3|direct" ;;
+    rom)         echo "CR0.PE=0|access to the monitor's region" ;;
     segtrans)    echo "direct|non-reversible segment|CR0.PE=0|CPL!=3" ;;
     memprot|cow|smc|absent|bigpage) echo "direct|CPL!=3" ;;
     topmap)      echo "direct|CPL!=3|access to the monitor's region" ;;
@@ -55,6 +57,7 @@ mechanism() {
     memprot) echo "^stat pagefaults hidden=[1-9][0-9]* true=[1-9]" ;;
     paging)  echo "^stat pagefaults hidden=[1-9][0-9]* true=[1-9]" ;;
     topmap)  echo "^stat checks .* relocated=[1-9]" ;;
+    rom)     echo "^stat checks .* relocated=[1-9]" ;;
     segments) echo "^stat segments translated code loaded from shadow=[1-9][0-9]* cached=[1-9]" ;;
     esac
 }
@@ -74,8 +77,8 @@ else
 fi
 
 # 2. Equivalence: each guest natively and under the monitor, side by side.
-for g in $(make -s guest-list); do
-    elf=build/guests/$g.elf
+for elf in $(make -s guest-list); do
+    g=$(basename "$elf"); g=${g%.*}
     run_native "$out/$g.native" 60 "$elf" &
     run_vmm "$out/$g.vmm" 120 "$elf"
     wait
