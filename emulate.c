@@ -161,10 +161,16 @@ seg_write(struct vcpu *v, int sreg, u32 off, const void *buf, u32 n)
 
 /* ---- The stack ---- */
 
+/* In real mode the CPU under the monitor (QEMU) delivers interrupts and
+ * carries out IRET on SP alone, even with a "big" stack segment left
+ * from protected mode, whose B flag every other stack access honours;
+ * deliver_real and IRET set this meanwhile. */
+static int sp16_only;
+
 static int
 stack32(struct vcpu *v)
 {
-    return (v->seg[SEG_SS].attr & SEG_DB) != 0;
+    return !sp16_only && (v->seg[SEG_SS].attr & SEG_DB) != 0;
 }
 
 static u32
@@ -371,9 +377,11 @@ deliver_real(struct vcpu *v, int vec, u32 ret_eip)
         return raise_gp(v, 0);
     if (vmem_read(v, v->idtr.base + vec * 4, &ivt, 4, ACC_SYS) != OK)
         return FAULT;
-    if (stack_push(v, v->eflags & 0xffff, 2) != OK ||
-        stack_push(v, v->seg[SEG_CS].sel, 2) != OK ||
-        stack_push(v, ret_eip & 0xffff, 2) != OK)
+    sp16_only = 1;
+    int r = stack_push(v, v->eflags & 0xffff, 2) == OK && stack_push(v, v->seg[SEG_CS].sel, 2) == OK &&
+            stack_push(v, ret_eip & 0xffff, 2) == OK;
+    sp16_only = 0;
+    if (!r)
         return FAULT;
     v->eflags &= ~(EFLAGS_IF | EFLAGS_TF | EFLAGS_AC | EFLAGS_RF);
     segtrack_load_real(v, SEG_CS, ivt >> 16);
@@ -973,8 +981,11 @@ do_iret(struct vcpu *v, struct insn *in, u32 next)
 {
     int size = in->opsize;
     u32 eip, cs, fl;
-    if (stack_peek(v, 0, &eip, size) != OK || stack_peek(v, size, &cs, size) != OK ||
-        stack_peek(v, 2 * size, &fl, size) != OK)
+    sp16_only = !(v->cr0 & CR0_PE);
+    int ok = stack_peek(v, 0, &eip, size) == OK && stack_peek(v, size, &cs, size) == OK &&
+            stack_peek(v, 2 * size, &fl, size) == OK;
+    sp16_only = 0;
+    if (!ok)
         return FAULT;
     cs &= 0xffff;
     if (!(v->cr0 & CR0_PE) || (v->eflags & EFLAGS_VM)) {
@@ -982,7 +993,9 @@ do_iret(struct vcpu *v, struct insn *in, u32 next)
             return raise_gp(v, 0);
         if (eip > 0xffff && size == 4)
             return raise_gp(v, 0);
+        sp16_only = !(v->cr0 & CR0_PE);
         stack_drop(v, 3 * size);
+        sp16_only = 0;
         segtrack_load_real(v, SEG_CS, cs);
         v->eip = eip;
         u32 mask = (v->eflags & EFLAGS_VM) ? eflags_writable(v, 3) : 0x257fd5;

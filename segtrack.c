@@ -17,9 +17,16 @@
  * faults, and answers the decision's question "is this register
  * reversible?" (US 6,397,242, abstract: "segment tracking").
  *
- * Deviation: first form.  Reversibility is decided by comparing the hidden
- * part with the guest's descriptor in memory each time the decision asks,
- * rather than by write traces on the descriptor tables.
+ * How a register becomes non-reversible: the guest rewrites the
+ * descriptor it was loaded from, loads another GDT or LDT, or changes
+ * mode (real to protected, or back).  Segment tracking finds each case
+ * the same way, by comparing the hidden part with what the guest's table
+ * holds now - the copy shadow.c keeps current through write traces on
+ * the tables' pages (H:015), or the table itself where it has no copy -
+ * which is the patent's "segment tracking" comparing shadow and guest
+ * descriptors (Bugnion et al., TOCS 2012, §5).  A register that was
+ * non-reversible becomes reversible again when the guest reloads it, or
+ * writes the old descriptor back.
  *
  * Hardware:   SDM Vol. 3A §3.4 (Logical and Linear Addresses), §5.5-5.8
  *             (privilege checks), SDM Vol. 2B MOV (to segment register),

@@ -18,6 +18,8 @@
  *          keeps base 0 and its 4 GiB limit through the switch and a
  *          real-mode reload ("unreal mode"), so 32-bit offsets reach past
  *          1 MiB.
+ *          In real mode also INT $0x80 and a divide error through the
+ *          real-mode IVT, the #DE handler stepping over the DIV.
  *          (5) Real -> protected mode: GS loaded in real mode (0x2000, base
  *          0x20000) keeps that base after CR0.PE is set, in the 16-bit
  *          code before the far jump and in 32-bit code after it, until
@@ -196,6 +198,18 @@ __asm__(".section .rodata.trblob, \"a\"\n"
         "movl $0x20008, %esi\n\t"
         "addr32 movl %fs:(%esi), %eax\n\t"
         "movl %eax, %es:0x0c\n\t"
+        /* INT n and an exception through the real-mode IVT (at 0). */
+        "movw $(tr_int80 - tr_blob), %fs:0x200\n\t"
+        "movw $0x0800, %fs:0x202\n\t"
+        "movw $(tr_de - tr_blob), %fs:0x000\n\t"
+        "movw $0x0800, %fs:0x002\n\t"
+        "movw $0x1234, %ax\n\t"
+        "int $0x80\n\t"
+        "movw %ax, %es:0x28\n\t"             /* 0x1234 + 0x8000 */
+        "movw $100, %ax\n\t"
+        "xorb %cl, %cl\n\t"
+        "divb %cl\n\t"                       /* #DE: vector 0 */
+        "movw %dx, %es:0x2a\n\t"
         /* Real -> protected: GS loaded here, in real mode. */
         "movw $0x2000, %ax\n\tmovw %ax, %gs\n\t"
         "movl %cr0, %eax\n\torl $1, %eax\n\tmovl %eax, %cr0\n\t"
@@ -203,11 +217,24 @@ __asm__(".section .rodata.trblob, \"a\"\n"
         "movl %eax, %es:0x18\n\t"
         "movw %cs, %es:0x1c\n\t"
         "ljmpl $0x08, $tr_back32\n"
+        "tr_int80:\n\t"
+        "addw $0x8000, %ax\n\t"
+        "pushf\n\tpopw %es:0x2c\n\t"           /* FLAGS inside the handler: IF, TF clear */
+        "iret\n"
+        "tr_de:\n\t"                          /* the pushed IP is the DIV's: step over it */
+        "pushw %bp\n\tmovw %sp, %bp\n\t"
+        "addw $2, 2(%bp)\n\t"
+        "movw 6(%bp), %dx\n\t"                 /* the FLAGS it pushed */
+        "popw %bp\n\t"
+        "iret\n"
         "tr_blob_end:\n"
         ".code32\n"
         ".text\n");
 
 static uint32_t rd32(uint32_t a) { return *(volatile uint32_t *)a; }
+/* Address 0, the real-mode IVT, kept from the compiler, which would take
+ * a constant 0 for a null pointer. */
+static volatile uint32_t ivt_base = 0;
 
 static void part_real(void)
 {
@@ -217,8 +244,9 @@ static void part_real(void)
     for (int i = 0; i < 8; i++)
         *(volatile uint32_t *)(HIGH_ADDR + 4 * i) = 0x20000000 + i;
     for (int round = 1; round <= 2; round++) {
-        for (int i = 0; i < 0x28; i += 4)
+        for (int i = 0; i < 0x30; i += 4)
             *(volatile uint32_t *)(DATA_ADDR + i) = 0;
+        uint32_t ivt[2] = { rd32(ivt_base), rd32(ivt_base + 0x200) };
         *(volatile uint32_t *)(DATA_ADDR + 0x10) = 0x09010000;
         tr_run();
         printf("round %d: real mode, DS from protected mode: %08x; reloaded: %08x\n", round,
@@ -228,6 +256,12 @@ static void part_real(void)
         printf("round %d: GS from real mode, PE=1 (cs=%04x): %08x; after the far jump: %08x; reloaded: %08x\n",
                round, rd32(DATA_ADDR + 0x1c) & 0xffff, rd32(DATA_ADDR + 0x18), rd32(DATA_ADDR + 0x20),
                rd32(DATA_ADDR + 0x24));
+        printf("round %d: real-mode int $0x80 returned %04x (handler flags %04x); #DE handler saw flags %04x\n",
+               round, rd32(DATA_ADDR + 0x28) & 0xffff, rd32(DATA_ADDR + 0x2c) & 0xffff,
+               rd32(DATA_ADDR + 0x2a) & 0xffff);
+        *(volatile uint32_t *)ivt_base = ivt[0];       /* the IVT as it was */
+        *(volatile uint32_t *)(ivt_base + 0x200) = ivt[1];
+        check_eq("real_int80", rd32(DATA_ADDR + 0x28) & 0xffff, 0x9234);
         check_eq("pm_to_real_ds_kept", rd32(DATA_ADDR), 0x20000000);
         check_eq("pm_to_real_ds_reloaded", rd32(DATA_ADDR + 4), 0x09010000);
         check_eq("unreal_fs", rd32(DATA_ADDR + 8), 0x20000001);
