@@ -473,7 +473,7 @@ enum mode
 vmm_decide(struct vcpu *v)
 {
     enum why_bt why = WHY_DIRECT;
-    int cpl = vcpu_cpl(v);
+    int cpl = vcpu_cpl(v), which = -1;
 
     if (bt_window_pending() || (v->seg[SEG_CS].base + v->eip) >= VMM_BASE - PGSIZE)
         why = WHY_WINDOW;       /* the instruction runs relocated (bt.c), or the code lies there */
@@ -500,6 +500,7 @@ vmm_decide(struct vcpu *v)
                 why = WHY_SEG;
             else if (!shadow_has(v, s))
                 why = WHY_UNSHADOWED;
+            which = s;
         }
     }
     if ((v->cr4 & (CR4_VME | CR4_PVI)) && (v->eflags & EFLAGS_VM || cpl == 3) && (v->cr0 & CR0_PE))
@@ -511,9 +512,14 @@ vmm_decide(struct vcpu *v)
             v->st.to_direct++;
         else
             v->st.to_bt++;
-        if (opt_log & LOG_DECIDE)
-            cprintf("decide: %s at %04x:%08x (%s)\n", m == MODE_DIRECT ? "direct" : "translate",
-                    v->seg[SEG_CS].sel, v->eip, why_names[why]);
+    }
+    /* The log shows every change of engine or of reason, and names the
+     * segment register a segment condition is about. */
+    if ((opt_log & LOG_DECIDE) && (m != v->mode || why != v->why)) {
+        static const char *sreg_names[NSEG] = { "es", "cs", "ss", "ds", "fs", "gs" };
+        int seg = why == WHY_SEG || why == WHY_UNSHADOWED;
+        cprintf("decide: %s at %04x:%08x (%s%s%s)\n", m == MODE_DIRECT ? "direct" : "translate",
+                v->seg[SEG_CS].sel, v->eip, why_names[why], seg ? ": " : "", seg ? sreg_names[which] : "");
     }
     v->mode = m;
     v->why = why;

@@ -7,7 +7,7 @@
  * and a write goes for one instruction to a sink page that is cleared
  * again (mmu.c, trace.c).  Direct execution and translated code both.
  *
- * Docs: docs/05-memory.md.
+ * Docs: docs/06-memory.md.
  * Expected monitor exits: #PF (hidden) for the zero page, #PF + #DB for
  * each write.
  */

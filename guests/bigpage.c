@@ -9,7 +9,7 @@
  * A/D bits in the PDE, a read-only and a supervisor 4 MiB page from ring
  * 0 (WP=1) and ring 3, and a PDE switched between two 4 MiB frames.
  *
- * Docs: docs/05-memory.md.
+ * Docs: docs/06-memory.md.
  * Expected monitor exits: hidden #PF filling SP_BIG shadows; traced
  * writes to the page directory.
  */

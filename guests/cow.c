@@ -30,7 +30,7 @@
  *          tables written by the guest kernel while they are not the
  *          current ones, true #PF reflection from directly executed ring-3
  *          code for write-protection faults, shadow invalidation on invlpg
- *          and CR3 writes (docs/05-memory.md, docs/06-tracing.md).
+ *          and CR3 writes (docs/06-memory.md, docs/07-tracing.md).
  * Monitor exits expected: #GP exits for the int $0x80 system calls from
  *          ring 3 (direct execution); hidden page faults filling shadows
  *          after each CR3 switch; true #PF (err 7) reflected for every COW

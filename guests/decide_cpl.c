@@ -8,7 +8,7 @@
  *          with each other and with the known answer.
  * Exercises: the execution-mode decision on CPL (docs/02-decision.md):
  *          the CPL-0 run goes through the binary translator
- *          (docs/07-translation.md),
+ *          (docs/08-translation.md),
  *          the CPL-3 run through direct execution (docs/03-direct.md); the
  *          results must be the same.
  * Monitor exits expected: none during either computation; the iret to

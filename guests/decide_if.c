@@ -11,7 +11,7 @@
  * Exercises: the execution-mode decision on EFLAGS.IF (docs/02-decision.md):
  *          ring-3 code with IF=0 cannot run in direct execution (the real
  *          IF must stay 1), so the monitor binary-translates it
- *          (docs/07-translation.md); with IF=1 it runs directly
+ *          (docs/08-translation.md); with IF=1 it runs directly
  *          (docs/03-direct.md).
  *          The virtual EFLAGS image seen by pushf must be the guest's.
  * Monitor exits expected: iret callouts (entry to ring 3), #GP exits for

@@ -15,7 +15,7 @@
  * Exercises: the execution-mode decision on CR0.PE (docs/02-decision.md):
  *          real mode and the 16-bit protected-mode transition code cannot
  *          run directly; mov to CR0 and the far jumps that reload CS
- *          (docs/07-translation.md, docs/03-direct.md).
+ *          (docs/08-translation.md, docs/03-direct.md).
  * Monitor exits expected: callouts for mov to CR0 (PE off / on), lidt,
  *          the far jumps changing CS (mode changes), segment loads in real
  *          mode; no faults.

@@ -17,7 +17,7 @@
  *          iret DS reads B (the reload made the segment reversible again).
  * Exercises: segment tracking and the "non-reversible segment" rule of
  *          the execution-mode decision (docs/02-decision.md,
- *          docs/07-translation.md):
+ *          docs/08-translation.md):
  *          while a segment register's hidden state differs from the GDT,
  *          the monitor must keep using the cached descriptor (it cannot
  *          reload it from the guest GDT), e.g. by binary-translating or by

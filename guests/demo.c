@@ -14,7 +14,7 @@
  * At the end the kernel prints exit codes, system calls and switches.
  *
  * What a student sees in it, about the monitor (docs/02-decision.md,
- * docs/03-direct.md, docs/05-memory.md, docs/07-translation.md):
+ * docs/03-direct.md, docs/06-memory.md, docs/08-translation.md):
  *   - The user processes run by DIRECT EXECUTION: their loops (fib, the
  *     sieve, the checksum) are executed by the real CPU at ring 3, and the
  *     monitor does not see a single one of those instructions.

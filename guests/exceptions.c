@@ -20,8 +20,8 @@
  * Exercises: exception reflection into the guest IDT for faults raised in
  *          direct execution (ring 3) and in translated code (ring 0):
  *          docs/03-direct.md; precise guest EIP for faults in translated
- *          code (docs/07-translation.md); shadow page tables and guest #PF
- *          (docs/05-memory.md); the trap flag under binary translation.
+ *          code (docs/08-translation.md); shadow page tables and guest #PF
+ *          (docs/06-memory.md); the trap flag under binary translation.
  * Monitor exits expected: in direct execution (IF=1 ring-3 passes) one
  *          exception exit per test (#DE, #DB, #BP, #OF, #UD, #GP, #NP, #SS,
  *          #PF), each reflected to the guest with the error code and EIP

@@ -9,7 +9,7 @@
  *          Does not touch GDT/IDT: runs with the loader's descriptor tables.
  * Exercises: the monitor's loader/boot path and guest memory layout
  *          (docs/00-overview.md, docs/01-boot-and-switch.md), binary
- *          translation of straight-line ring-0 code (docs/07-translation.md),
+ *          translation of straight-line ring-0 code (docs/08-translation.md),
  *          the 16550 emulation (polled COM1 output) and the 8259 PIC
  *          emulation (lib_init).
  * Monitor exits expected: port I/O callouts for COM1 (LSR polling, THR

@@ -36,7 +36,7 @@
  *          writes (traced page-table pages, including writes through the
  *          guest's own self-map), A/D-bit emulation, CR0.WP, true versus
  *          hidden page faults and the error codes of reflected #PF
- *          (docs/05-memory.md).
+ *          (docs/06-memory.md).
  * Monitor exits expected: hidden page faults filling shadows; traced
  *          writes to the guest page directory and page tables (many: part
  *          5); invlpg and mov-to-CR3 callouts; true #PF reflected to the

@@ -20,7 +20,7 @@
  * Exercises: shadow page tables, tracing of guest page tables, A/D-bit
  *          emulation, TLB-flush semantics of invlpg and mov to CR3, CR0.WP,
  *          the distinction between hidden (shadow-fill) and true guest page
- *          faults (docs/05-memory.md, docs/06-tracing.md); #PF reflection with
+ *          faults (docs/06-memory.md, docs/07-tracing.md); #PF reflection with
  *          CR2 (docs/03-direct.md).
  * Monitor exits expected: hidden page faults filling shadow entries;
  *          writes to traced guest page-table pages; mov to CR3 and invlpg

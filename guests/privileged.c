@@ -12,7 +12,7 @@
  *          and 0x80000000, wbinvd, invlpg with paging off.
  * Exercises: binary translation of ring-0 code with callouts/emulation of
  *          the privileged instructions against the virtual CPU state
- *          (docs/07-translation.md, docs/03-direct.md), the virtual EFLAGS (IF,
+ *          (docs/08-translation.md, docs/03-direct.md), the virtual EFLAGS (IF,
  *          IOPL, AC, ID), virtual GDTR/IDTR/TR/LDTR/CRn/DRn, cpuid
  *          pass-through or emulation, the 16550 emulation.
  * Monitor exits expected: none from direct execution (everything runs in

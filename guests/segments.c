@@ -36,7 +36,7 @@
  *          and the monitor's emulation of segment loads with the CPU's
  *          checks (docs/04-segments.md), UMIP in direct execution
  *          (vmm.c, E:005), the GS/CS prefix rewrite in translated code
- *          (docs/07-translation.md).
+ *          (docs/08-translation.md).
  * Monitor exits expected: #GP for SGDT, SIDT, SLDT, STR and SMSW in
  *          direct execution (UMIP), for loads the shadows cannot serve
  *          and for far calls through DPL-3 gates; #PF on direct

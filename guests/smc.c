@@ -27,12 +27,12 @@
  *             the C caller) into a page whose code keeps running: the
  *             writes touch no instruction byte, the code stays valid.
  * Exercises: translation-cache coherency through write traces on code
- *          pages (docs/06-tracing.md): traced writes from translated ring-0
+ *          pages (docs/07-tracing.md): traced writes from translated ring-0
  *          code and from directly executed ring-3 code, writes that hit the
  *          unit being executed, writes through a linear alias of the
  *          guest-physical page, writes straddling two traced pages, string
  *          writes, and traced writes that change no code (no invalidation);
- *          shadow page tables for the alias (docs/05-memory.md).
+ *          shadow page tables for the alias (docs/06-memory.md).
  * Monitor exits expected: page faults on writes to traced code pages
  *          (carried out under single-step, units overlapping the changed
  *          bytes invalidated and retranslated); hidden page faults while the
