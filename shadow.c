@@ -208,6 +208,7 @@ struct table_state {
     gpa_t frames[TABLE_MAX_PAGES];
     int nframes;
     u32 base, limit;
+    int present;                        /* the guest had such a table at the last refresh */
     int stale;
 };
 static struct table_state gdt_st = { .stale = 1 }, ldt_st = { .stale = 1 };
@@ -245,8 +246,10 @@ static int
 table_current(struct vcpu *v, struct table_state *t, u32 base, u32 limit, int present)
 {
     gpa_t now[TABLE_MAX_PAGES];
+    if (!present && !t->present && !t->stale)
+        return 1;                       /* still no table */
     int nnow = 0, mapped = present && table_frames_now(v, base, limit, now, &nnow);
-    if (!t->stale && present && mapped && base == t->base && limit == t->limit &&
+    if (!t->stale && present && t->present && mapped && base == t->base && limit == t->limit &&
         nnow == t->nframes && !memcmp(now, t->frames, nnow * sizeof now[0]))
         return 1;
     for (int i = 0; i < t->nframes; i++)
@@ -259,6 +262,7 @@ table_current(struct vcpu *v, struct table_state *t, u32 base, u32 limit, int pr
         }
     t->base = base;
     t->limit = limit;
+    t->present = present;
     t->stale = present && !mapped;      /* a table not fully mapped is read afresh each time */
     return 0;
 }
