@@ -6,53 +6,71 @@
  * is translated into a translation cache (TC) and run from there at ring
  * 1 (docs/00-overview.md; US 6,397,242, claim 1: "binary translation
  * sub-system").  A translation unit is a run of up to a dozen guest
- * instructions (AA §3.2); most are copied unchanged ("IDENT"), because
- * the registers, the status flags and DS, ES, SS and FS are all the
- * guest's while translated code runs: the segment registers hold cached
- * descriptors (shadow.c) with the guest's bases.  The unit ends at the
- * first instruction that is not IDENT - a control transfer, a privileged
- * or sensitive instruction - which becomes a callout: `int $T_CALLOUT`,
- * after which the monitor emulates that one instruction (emulate.c) and
- * translation continues at wherever it left EIP.
+ * instructions (AA §3.2) ending at a control transfer or at an
+ * instruction only the monitor can carry out.
  *
- * Two instructions are almost IDENT: one with a GS or CS prefix.  %gs
- * belongs to the monitor in translated code, and %cs is the translation
- * cache's, so the instruction runs with the prefix changed to FS, and FS
- * briefly loaded with the cached descriptor of the segment it named.
+ * Most instructions are copied unchanged ("IDENT"): the registers, the
+ * status flags and DS, ES, SS and FS are all the guest's while translated
+ * code runs - the segment registers hold shadow or cached descriptors
+ * with the guest's bases (shadow.c).  The others become one of:
+ *  - an inline sequence in the TC, with the guest's virtual state in the
+ *    page %gs addresses (B:050): CLI, STI, PUSHF, POPF, MOV and PUSH of
+ *    segment registers, I/O to ports with no side effects, and the
+ *    indirect branches RET, JMP and CALL through a register or memory,
+ *    whose targets are found through a dispatch table (C:030);
+ *  - jumps to the target's translation, for direct branches, at first
+ *    through an execute-once continuation that translates the target and
+ *    patches the jump (chaining, C:010), across pages too (C:020);
+ *  - a callout, `int $T_CALLOUT` and a record, after which the monitor
+ *    emulates the instruction (emulate.c) and translated code carries on
+ *    without a new decision when the guest stays in the kernel (B:070).
+ * Instructions with a GS or CS prefix are almost IDENT: %gs belongs to the
+ * monitor and %cs to the TC, so they run with the prefix changed to FS
+ * and FS briefly loaded with the cached descriptor of the named segment.
  *
- * Direct control transfers (JMP, Jcc, CALL with a relative target) are
- * translated, not emulated: each exit of a unit first goes through an
- * execute-once continuation, a callout that translates the target and
- * patches the unit's jump to lead straight to the target's translation
- * ("chaining", AA §3.2).  Chaining stays within one guest page, where a
- * linear address names the same physical byte for both units whatever
- * the guest's page tables say.
+ * Every memory access of translated code is checked against the monitor's
+ * region where the CPU does not check segment limits (software truncation,
+ * H:030); the checks are specialized for the segment bases a unit runs
+ * with and elided where the translator can prove them unnecessary.
  *
  * A fault in translated code is turned back into guest state at a guest
  * instruction boundary by the unit's map from TC offsets to guest
- * offsets ("precise" state, AA §5).  Every page a unit comes from is
- * traced (trace.c): a write to its code drops the unit and unchains
- * every jump into it.
- *
- * Deviation: first form.  Indirect control transfers (RET, JMP and CALL
- * through a register or memory), and every privileged or sensitive
- * instruction, still call out to the emulator; none is emulated inline.
+ * offsets, restoring the registers an inline sequence borrowed ("precise"
+ * state, AA §5).  Every page a unit comes from is traced (trace.c): a
+ * write to its code drops the unit and unchains every jump into it.  An
+ * instruction that keeps trapping - writes to traced pages, accesses to
+ * the monitor's region - is retranslated as an emulating callout
+ * (adaptive translation, B:060).
  *
  * Hardware:   SDM Vol. 3A §5.5 (Privilege Levels), §6.12; SDM Vol. 2
- *             §2.1.1 (Instruction Prefixes).
+ *             §2.1.1 (Instruction Prefixes); SDM Vol. 2A BOUND, JECXZ,
+ *             LAHF; Vol. 2B PUSHF, POPF, SAHF.
  * Runs in:    VMM, ring 0, interrupts off; translated code at ring 1.
  * Read after: vmm.c (vmm_decide), direct.c.
  */
 #include "vmm.h"
 
+/* The bounds of the translator's memory (all fixed at build time):
+ * 1 MiB of 32-bit and 64 KiB of 16-bit translation cache, 4096 units,
+ * 64 contexts, 256 cross-page link targets.  Any of them full flushes
+ * everything (bt_flush); no guest can make them grow. */
 #define MAXI      12            /* guest instructions per unit (AA §3.2) */
 #define TC_SIZE   (1 << 20)
 #define TC16_SIZE 0x10000
 #define MAXBLOCKS 4096
 #define NHASH     4096
-#define TC_SLACK  1024          /* room one unit can need, at most */
+#define NPHASH    1024          /* units by guest-physical page */
+#define TC_SLACK  2048          /* room one unit and its stubs can need, at most */
+#define NCTX      64
+#define NDCTX     8             /* contexts with dispatch tables of their own */
+#define NDISP     256
+#define NXPAGE    256
 
-enum term { TERM_EMULATE = 1, TERM_CONTINUE, TERM_BRANCH };
+enum term { TERM_EMULATE = 1, TERM_CONTINUE, TERM_BRANCH, TERM_INDIRECT };
+
+/* What a guest instruction became; for the precise state at a fault
+ * inside it (scratch registers) and for the translation dump. */
+enum kind { K_IDENT = 0, K_WRAP, K_CLI, K_STI, K_PUSHF, K_POPF, K_SREG, K_IO, K_RET, K_IND };
 
 /* An exit of a unit: a jump whose target is another guest address.  It
  * first leads to its continuation stub (a callout); once chained, to the
@@ -65,52 +83,87 @@ struct exit {
     s16 in_next;        /* next exit chained to the same unit (id = unit * 2 + exit) */
 };
 
-/* The callout record: four bytes after `int $T_CALLOUT` say which unit
- * and why.  Kind 0: emulate the unit's terminator; 1, 2: exit 0 or 1. */
-#define REC(unit, kind) (((u32)(unit) << 2) | (kind))
+/* The callout record: the four bytes after `int $T_CALLOUT` say which
+ * unit, what kind of callout, and for a check which instruction. */
+enum rec { R_EMULATE = 0, R_EXIT0, R_EXIT1, R_CHECK, R_MISS, R_IRQ, R_POPF, R_ADAPT };
+#define REC(unit, kind, i) ((u32)(unit) | ((u32)(kind) << 16) | ((u32)(i) << 20))
+#define REC_UNIT(r) ((r) & 0xffff)
+#define REC_KIND(r) (((r) >> 16) & 0xf)
+#define REC_INSN(r) (((r) >> 20) & 0xf)
 
 /* A translation unit, as translated.  Written only here. */
 struct block {
     gpa_t pa;           /* guest-physical address of its first byte */
-    u32 eip;            /* the key: (pa, eip, CS base, code size) */
-    u32 cs_base;
+    u32 eip;            /* the key: (pa, eip, ctx) */
+    u8 ctx;             /* the context it was translated for (ctx_of) */
     u8 code32;
-    u8 ninsn;           /* IDENT instructions before the terminator */
+    u8 ninsn;           /* instructions before the terminator */
     u8 term;            /* enum term */
     u8 glen;            /* guest bytes covered, terminator included */
+    u8 valid;           /* cleared when the guest writes its code (trace.c) */
+    u8 flips;           /* stack-check guesses found wrong (check_fired) */
     u32 tc;             /* offset of its code in tc[] or tc16[] */
     u32 tclen;
     u8 goff[MAXI + 1];  /* guest offset of instruction i; [ninsn]: the terminator or next */
-    u16 tend[MAXI];     /* TC offset just past guest instruction i itself */
+    u8 kind[MAXI + 1];  /* enum kind of instruction i (and of the terminator) */
+    u8 sv[MAXI + 1];    /* registers an inline sequence keeps in %gs (SV_*) */
+    u16 tend[MAXI + 1]; /* TC offset just past guest instruction i itself */
+    u16 istart[MAXI + 1];   /* TC offset where guest instruction i's own code starts */
+    u16 cend[MAXI + 1];     /* TC offset just after instruction i's truncation check */
+    u16 bcend;          /* ... and after the check of a CALL's return-address push */
     s16 next;           /* hash chain */
-    u8 valid;           /* cleared when the guest writes its code (trace.c) */
+    s16 pnext;          /* chain of units in the same guest-physical page */
     gpa_t pa2;          /* the second page, for a lone instruction that straddles; else ~0 */
     struct exit exit[2];
     s16 in_head;        /* exits of other units chained to this one */
-    u16 istart[MAXI];   /* TC offset where guest instruction i's own bytes start */
-    u16 cend[MAXI];     /* TC offset just after instruction i's truncation check */
-    u16 bcend;          /* ... and after the check of a CALL's return-address push */
+    u32 stub[2];        /* TC offsets of its dispatch stubs (C:030): ret, other; or 0 */
+    u32 serial;         /* which translation this is (the decoded-terminator cache) */
 };
+#define SV_EAX 1        /* EAX in tcdata.save_eax */
+#define SV_ECX 2        /* ECX in tcdata.save_ecx */
+#define SV_REG(r) (((r) + 1) << 4)      /* register r in save_eax */
+
+/* Decoded terminators of recently run units, so that a callout does not
+ * fetch and decode its instruction again each time: an entry is good for
+ * the translation whose serial number it holds. */
+#define NTERM 1024
+static struct {
+    u32 serial;
+    struct insn in;
+} term_cache[NTERM];
+static u32 next_serial = 1;
 
 static void code_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);
 
 static u8 tc[TC_SIZE] __attribute__((aligned(PGSIZE)));
 static u8 tc16[TC16_SIZE] __attribute__((aligned(PGSIZE)));
 
-/* The one page of monitor data translated code may touch, through %gs:
- * scratch words for the GS/CS prefix rewrite and the truncation checks.
- * At ring 1 only translated code's own instructions reach it; at ring 3
- * (no checks) the guest could write it too, so it holds nothing else the
- * monitor relies on. */
+/*B:050 The pages of monitor data translated code may touch, through %gs:
+ * scratch words, the guest's virtual flags and selectors that inline
+ * sequences read and write, and the dispatch tables of indirect branches.
+ * The monitor fills them before each entry and reads them back after.  At
+ * ring 1 only translated code's own instructions reach them; at ring 3 (no
+ * checks) the guest could write them too, so they hold nothing the monitor
+ * relies on for its own safety. :*/
 static struct tcdata {
     u32 save_fs;        /* FS while an instruction runs with FS borrowed */
-    u32 sel_gs;         /* the cached descriptor for the guest's GS */
+    u32 sel_gs;         /* the hardware selector standing for the guest's GS */
     u32 sel_cs;         /* ... and for its CS */
-    u32 save_eax, save_ecx;     /* registers a truncation check borrows */
-    u32 bias[NSEG];     /* segment base + 2^31, for the checks */
-    s32 bnd[2];         /* BOUND's pair: [INT_MIN, INT_MIN + VMM_BASE - MARGIN - 1] */
+    u32 save_eax, save_ecx, save_flags;         /* registers a sequence borrows */
+    u32 vif;            /* the guest's IF: 0 or EFLAGS_IF */
+    u32 vflags;         /* its other virtual flags: TF IOPL NT AC ID, and bit 1 */
+    u32 pending;        /* nonzero: a virtual interrupt waits for IF (dev.c) */
+    u32 ind_target;     /* guest EIP of the indirect branch being dispatched */
+    u32 sel[NSEG];      /* the guest's selectors, for MOV from and PUSH of them */
+    u32 bias[NSEG];     /* segment base + 2^31, for checks through GS and CS */
+    s32 bnd[2];         /* BOUND's pair for a linear address + 2^31 */
+    s32 bnd_pos[2];     /* ... for a register holding a positive address (H:035) */
+    s32 bnd_neg[2];     /* ... and a negative one */
+    u32 disp[NDCTX][2][NDISP];  /* dispatch: [context][ret or other][index] -> TC address */
+    u32 count[MAXBLOCKS + 1];   /* unit entries, with count=1 (make tcdump) */
 } tcdata __attribute__((aligned(PGSIZE)));
-static u8 tcdata_pad[PGSIZE - sizeof(struct tcdata)] __attribute__((used));
+static u8 tcdata_pad[(PGSIZE - sizeof(struct tcdata) % PGSIZE) % PGSIZE] __attribute__((used));
+#define TCD(f) ((u32)offsetof(struct tcdata, f))
 
 /* The translation cache is read-only to translated code; the monitor
  * writes it with CR0.WP cleared for the moment (SDM Vol. 3A §4.6). */
@@ -131,10 +184,68 @@ static u32 tc_used, tc16_used;
 static struct block blocks[MAXBLOCKS + 1];     /* the last one: single-step scratch */
 static int nblocks;
 static s16 hash[NHASH];
+static s16 phash[NPHASH];
 static u16 order[2][MAXBLOCKS];         /* units in TC order: [0] tc16, [1] tc */
 static int norder[2];
 static u32 tc_generation;               /* bumped by every flush */
 #define STEP_BLOCK MAXBLOCKS
+#define MISS_STUB(k) (8 * (k))          /* TC offsets of the dispatch miss callouts: ret, other */
+#define MARGIN 256                      /* the largest access checked by its first byte */
+
+/* Options (vmm.c): the ablation switches. */
+extern int opt_chain, opt_inline, opt_adapt, opt_count;
+
+/* ---- Contexts ---- */
+
+/*B:005 A context is what a unit's translation depends on beyond its
+ * bytes: the code segment's base and size, the CPL, and the bases of ES,
+ * SS, DS and FS, which its truncation checks have built in (H:030).  GS
+ * is left out: its checks read its base from %gs, so a guest kernel that
+ * never touches the GS user code loaded does not get a translation per
+ * process.  Units are looked up by (physical address, EIP, context). :*/
+static struct ctx {
+    u32 cs_base;
+    u8 code32, cpl;
+    u32 base[4];        /* ES, SS, DS, FS; zero for 16-bit code, which has no checks */
+} ctxs[NCTX];
+static int nctx;
+static const int ctx_seg[4] = { SEG_ES, SEG_SS, SEG_DS, SEG_FS };
+
+/* The base each check of the unit being translated builds in: the
+ * segment's, or for a relocated step its alias's (H:050). */
+static u32 tr_base[NSEG];
+static int tr_relocated;
+
+static int
+ctx_of(struct vcpu *v)
+{
+    static u32 gen = ~0u;
+    static int last;
+    if (gen == v->seg_gen && last < nctx)
+        return last;
+    struct ctx c;
+    memset(&c, 0, sizeof c);
+    c.cs_base = v->seg[SEG_CS].base;
+    c.code32 = vcpu_code32(v);
+    c.cpl = v->cpl;
+    if (c.code32)
+        for (int k = 0; k < 4; k++)
+            c.base[k] = v->seg[ctx_seg[k]].base;
+    for (int i = 0; i < nctx; i++)
+        if (!memcmp(&ctxs[i], &c, sizeof c)) {
+            gen = v->seg_gen;
+            return last = i;
+        }
+    if (nctx == NCTX)
+        bt_flush("contexts full");
+    ctxs[nctx] = c;
+    gen = v->seg_gen;
+    return last = nctx++;
+}
+
+/* ---- Flushing ---- */
+
+static void reset_dispatch(void);
 
 void
 bt_flush(const char *why)
@@ -142,16 +253,29 @@ bt_flush(const char *why)
     if (opt_log & LOG_TRANSLATE)
         cprintf("translate: flush (%s)\n", why);
     vcpu0.st.tc_flushes++;
-    tc_used = tc16_used = 0;
+    tc_open();
+    for (int k = 0; k < 2; k++) {       /* int $T_CALLOUT; R_MISS, which table */
+        tc[MISS_STUB(k)] = 0xcd;
+        tc[MISS_STUB(k) + 1] = T_CALLOUT;
+        u32 rec = REC(0, R_MISS, k);
+        memcpy(&tc[MISS_STUB(k) + 2], &rec, 4);
+    }
+    tc_close();
+    tc_used = 16;
+    tc16_used = 0;
     for (int i = 0; i <= MAXBLOCKS; i++)
         blocks[i].valid = 0;
     nblocks = 0;
+    nctx = 0;
     norder[0] = norder[1] = 0;
     tc_generation++;
     for (u32 pa = 0; pa < ram_size; pa += PGSIZE)
         trace_remove(pa, TR_CODE);
     for (int i = 0; i < NHASH; i++)
         hash[i] = -1;
+    for (int i = 0; i < NPHASH; i++)
+        phash[i] = -1;
+    reset_dispatch();
 }
 
 void
@@ -161,17 +285,23 @@ bt_init(void)
      * at tc16, so its offsets fit in IP. */
     vmm_gdt[GDT_BT_CS16] = desc_make((u32)tc16, TC16_SIZE - 1,
                                      SEG_S | SEG_P | (bt_ring << 5) | STA_X | STA_R | STA_A);
-    vmm_gdt[GDT_BT_GS] = desc_make((u32)&tcdata, PGSIZE - 1,
+    vmm_gdt[GDT_BT_GS] = desc_make((u32)&tcdata, sizeof tcdata - 1,
                                    SEG_S | SEG_P | SEG_DB | (bt_ring << 5) | STA_W | STA_A);
     if (bt_ring == 3) {
-        /* Translated code at ring 3 must reach its own code and %gs page
+        /* Translated code at ring 3 must reach its own code and %gs pages
          * through user-accessible pages; at ring 1 they stay
          * supervisor-only, and the truncation checks keep the guest's
          * own accesses away from them. */
         mmu_expose((u32)tc, TC_SIZE, 0);
         mmu_expose((u32)tc16, TC16_SIZE, 0);
-        mmu_expose((u32)&tcdata, PGSIZE, 1);
+        mmu_expose((u32)&tcdata, (sizeof tcdata + PGSIZE - 1) & ~(PGSIZE - 1), 1);
     }
+    tcdata.bnd[0] = (s32)0x80000000;
+    tcdata.bnd[1] = (s32)(0x80000000u + VMM_BASE - MARGIN - 1);
+    tcdata.bnd_pos[0] = MARGIN;
+    tcdata.bnd_pos[1] = 0x7fffffff;
+    tcdata.bnd_neg[0] = (s32)0x80000000;
+    tcdata.bnd_neg[1] = (s32)(VMM_BASE - 2 * MARGIN);
     bt_flush("init");
     vcpu0.st.tc_flushes = 0;
     trace_register(TR_CODE, code_written);
@@ -189,6 +319,27 @@ static u8 *emit_p;
 static void emit1(u8 b) { *emit_p++ = b; }
 static void emit2(u32 w) { emit1(w); emit1(w >> 8); }
 static void emit4(u32 w) { for (int i = 0; i < 4; i++) emit1(w >> (8 * i)); }
+
+/* A few instructions the sequences below are built from, all of them
+ * leaving EFLAGS alone. */
+static void emit_mov_to_gs(int reg, u32 off)   /* mov %reg, %gs:off (7 bytes) */
+{
+    emit1(0x65); emit1(0x89); emit1(0x05 | (reg << 3)); emit4(off);
+}
+static void emit_mov_from_gs(int reg, u32 off) /* mov %gs:off, %reg (7 bytes) */
+{
+    emit1(0x65); emit1(0x8b); emit1(0x05 | (reg << 3)); emit4(off);
+}
+static void emit_store_gs_imm(u32 off, u32 imm) /* movl $imm, %gs:off */
+{
+    emit1(0x65); emit1(0xc7); emit1(0x05); emit4(off); emit4(imm);
+}
+static void emit_callout(int unit, int kind, int i)
+{
+    emit1(0xcd);
+    emit1(T_CALLOUT);
+    emit4(REC(unit, kind, i));
+}
 
 static u8 *
 cache_of(int code32)
@@ -236,9 +387,7 @@ emit_stubs(struct block *b, int idx)
             continue;
         b->exit[x].stub = emit_p - base;
         patch_exit(b, x, b->exit[x].stub);
-        emit1(0xcd);
-        emit1(T_CALLOUT);
-        emit4(REC(idx, x + 1));
+        emit_callout(idx, R_EXIT0 + x, 0);
     }
 }
 
@@ -261,54 +410,283 @@ emit_fs_gs(int code32, int load, u32 off)
  * limits, a truncated segment keeps nothing out of the monitor, so the
  * translator checks every memory access itself before the instruction
  * runs: the access's linear address must lie below VMM_BASE - MARGIN.
- * The check may not touch EFLAGS (the guest's status flags are live), so
- * it is built from LEA and BOUND:
- *     mov  %eax, %gs:save_eax;  mov %ecx, %gs:save_ecx
- *     lea  <the instruction's own address>, %eax
- *     mov  %gs:bias[seg], %ecx         ; segment base + 2^31
- *     lea  (%eax,%ecx), %eax           ; linear address + 2^31
- *     bound %eax, %gs:bnd              ; #BR unless below VMM_BASE - MARGIN
- *     mov  %gs:save_ecx, %ecx;  mov %gs:save_eax, %eax
- * Adding 2^31 turns "unsigned below VMM_BASE - MARGIN" into the signed
- * range BOUND tests.  Accesses whose footprint LEA cannot express - string
- * instructions, XLAT, BT with a register bit offset, ENTER with nesting,
- * 32-bit addressing in 16-bit code - call out instead, and the monitor
- * checks their exact footprint (footprint_ok) before letting them run. :*/
-#define MARGIN 256              /* the largest access checked by its first byte */
-
+ * The checks may not touch EFLAGS (the guest's status flags are live),
+ * so they are built from LEA and BOUND, cheapest first:
+ *  - none at all, when the translator can prove the address clear of the
+ *    monitor: a constant one, or one whose registers it knows the range
+ *    of (H:033);
+ *  - `bound %reg, %gs:bnd_pos` (or bnd_neg): for [reg+disp] with a small
+ *    displacement in a segment based at 0, one instruction that holds
+ *    while the register stays on the side of 2^31 it was on when the unit
+ *    was translated (H:035);
+ *  - for any other address in ES, SS, DS or FS, whose base the unit's
+ *    context fixes:
+ *        mov  %eax, %gs:save_eax
+ *        lea  <the instruction's own address + base + 2^31>, %eax
+ *        bound %eax, %gs:bnd             ; #BR unless below VMM_BASE - MARGIN
+ *        mov  %gs:save_eax, %eax
+ *    (adding 2^31 turns "unsigned below VMM_BASE - MARGIN" into the
+ *    signed range BOUND tests);
+ *  - through GS or CS, whose base is not part of the context, the same
+ *    with the base + 2^31 read from %gs:bias into ECX;
+ *  - a callout, for what LEA cannot express - string instructions, XLAT,
+ *    BT with a register bit offset, ENTER with nesting - after which the
+ *    monitor checks the exact footprint (footprint_ok).
+ * 16-bit code has no inline checks: run_block refuses to run it with a
+ * segment within reach of the monitor. :*/
 enum { MC_NONE, MC_INLINE, MC_CALLOUT };
+enum { CK_REG, CK_LEA, CK_LEA16, CK_BIAS };
 
-/* The LEAs an inline check needs: up to two (PUSH or POP of memory). */
 struct check {
     int n;
-    struct { u8 bytes[12]; int len; int seg; } lea[2];
+    struct {
+        u8 kind;                /* CK_* */
+        u8 reg;                 /* CK_REG: the register; its sign */
+        u8 neg;
+        u8 bytes[12];           /* CK_LEA*, CK_BIAS: the LEA */
+        int len;
+        int seg;
+    } c[2];
 };
 
 static void
-check_lea(struct check *c, const u8 *b, int len, int seg)
+check_add(struct check *c, int kind, const u8 *b, int len, int seg)
 {
-    memcpy(c->lea[c->n].bytes, b, len);
-    c->lea[c->n].len = len;
-    c->lea[c->n].seg = seg;
+    c->c[c->n].kind = kind;
+    if (len)
+        memcpy(c->c[c->n].bytes, b, len);
+    c->c[c->n].len = len;
+    c->c[c->n].seg = seg;
     c->n++;
 }
 
-/* lea disp8(%esp or %ebp), %eax */
 static void
-check_stack(struct check *c, int base_reg, s8 disp)
+check_add_reg(struct check *c, int reg, int neg)
 {
-    u8 b[3] = { 0x8d, (u8)(0x40 | base_reg), (u8)disp };
-    u8 bs[4] = { 0x8d, 0x44, 0x24, (u8)disp };     /* ESP needs a SIB byte */
-    if (base_reg == 4)
-        check_lea(c, bs, 4, SEG_SS);
-    else
-        check_lea(c, b, 3, SEG_SS);
+    c->c[c->n].kind = CK_REG;
+    c->c[c->n].reg = reg;
+    c->c[c->n].neg = neg;
+    c->c[c->n].len = 0;
+    c->n++;
 }
 
-/* How does instruction `in` (bytes `b`) touch memory, and what check
- * does it need?  Fills `c` for MC_INLINE. */
+/*H:033 What the translator knows of the registers, instruction by
+ * instruction within a unit: a range [lo, hi] for a register just loaded
+ * with a constant, masked with AND, zero-extended from a byte or word,
+ * shifted right, or copied from another known register; anything else
+ * the instruction might write is forgotten (regs_written).  An address
+ * built only from known registers, a displacement and a known segment base
+ * whose whole range stays clear of the monitor needs no check - the
+ * common `table[i & 63]`. :*/
+static struct range {
+    u32 lo, hi;
+    u8 known;
+} rr[8];
+
+static void range_forget_all(void) { memset(rr, 0, sizeof rr); }
+static void range_set(int r, u32 lo, u32 hi) { rr[r].lo = lo, rr[r].hi = hi, rr[r].known = 1; }
+
+/* The general registers an instruction may write (one bit each), or
+ * 0xff when the translator does not know. */
+static u32
+regs_written(struct insn *in)
+{
+    u32 op = in->map == 0 ? in->op : in->map == 1 ? 0x100 | in->op : 0xfff;
+    u32 rm = in->has_modrm && in->mod == 3 ? 1u << (in->rm & (in->opsize == 1 ? 3 : 7)) : 0;
+    u32 reg = in->has_modrm ? 1u << in->reg : 0;
+    int byte = (op < 0x100) && !(op & 1);
+    if (byte && in->has_modrm) {            /* 8-bit forms: AH-BH are parts of EAX-EBX */
+        rm = in->mod == 3 ? 1u << (in->rm & 3) : 0;
+        reg = 1u << (in->reg & 3);
+    }
+    if (op < 0x40 && (op & 7) < 4 && (op & 0x38) != 0x38)
+        return (op & 2) ? reg : rm;                             /* ALU r/m, r */
+    if (op < 0x40 && (op & 7) < 6 && (op & 7) >= 4)
+        return (op & 0x38) == 0x38 ? 0 : 1;                     /* ALU AL/EAX, imm */
+    if (op < 0x40 && (op & 7) == 7 && op >= 0x27)
+        return 1;                                               /* DAA DAS AAA AAS */
+    if (op < 0x40)
+        return (op & 0x38) == 0x38 ? 0 : 0xff;
+    if (op >= 0x40 && op < 0x50)
+        return 1u << (op & 7);                                  /* INC, DEC */
+    if (op >= 0x50 && op < 0x58)
+        return 0;                                               /* PUSH */
+    if (op >= 0x58 && op < 0x60)
+        return 1u << (op & 7);                                  /* POP */
+    switch (op) {
+    case 0x68: case 0x6a: case 0x84: case 0x85: case 0x9e:
+    case 0xa2: case 0xa3: case 0x9c: case 0x90:
+        return 0;
+    case 0x69: case 0x6b: case 0x8d: case 0x10f:
+        return reg;
+    case 0x80: case 0x81: case 0x83:
+        return in->reg == 7 ? 0 : rm;
+    case 0x86: case 0x87:
+        return reg | rm;
+    case 0x88: case 0x89: case 0x8c: case 0x8f:
+    case 0xc0: case 0xc1: case 0xd0: case 0xd1: case 0xd2: case 0xd3:
+    case 0xc6: case 0xc7:
+        return rm;
+    case 0x8a: case 0x8b:
+        return reg;
+    case 0x98: case 0x9f: case 0xa0: case 0xa1: case 0xd4: case 0xd5: case 0xd6: case 0xd7:
+        return 1;
+    case 0x99:
+        return 4;
+    case 0xf6: case 0xf7:
+        return in->reg < 2 ? 0 : in->reg < 4 ? rm : 5;          /* TEST; NOT, NEG; MUL..IDIV: EAX, EDX */
+    case 0xfe: case 0xff:
+        return in->reg < 2 ? rm : 0;
+    case 0x131:
+        return 5;                                               /* RDTSC */
+    case 0x1a3: case 0x1ba:
+        return op == 0x1ba && in->reg == 4 ? 0 : op == 0x1a3 ? 0 : rm;
+    case 0x1ab: case 0x1b3: case 0x1bb: case 0x1a4: case 0x1a5: case 0x1ac: case 0x1ad:
+        return rm;
+    case 0x1af: case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: case 0x1bc: case 0x1bd:
+        return reg;
+    case 0x1b0: case 0x1b1:
+        return rm | 1;
+    case 0x1c0: case 0x1c1:
+        return rm | reg;
+    }
+    if (op >= 0x91 && op <= 0x97)
+        return 1 | (1u << (op & 7));                            /* XCHG EAX, r */
+    if (op >= 0xb0 && op < 0xb8)
+        return 1u << (op & 3);                                  /* MOV r8, imm */
+    if (op >= 0xb8 && op < 0xc0)
+        return 1u << (op & 7);
+    if (op >= 0x140 && op < 0x150)
+        return reg;                                             /* CMOVcc */
+    if (op >= 0x190 && op < 0x1a0)
+        return rm;                                              /* SETcc */
+    if (op >= 0x1c8 && op < 0x1d0)
+        return 1u << (op & 7);                                  /* BSWAP */
+    if (in->flags & D_STRING)
+        return 0x83 | 0x40;                                     /* EAX ECX ESI EDI */
+    if (in->flags & D_X87)
+        return in->op == 0xdf && in->reg == 4 && in->mod == 3 ? 1 : 0;  /* FNSTSW AX */
+    return 0xff;
+}
+
+/* After instruction `in`: what is known of the registers. */
+static void
+range_update(struct insn *in, const u8 *b)
+{
+    u32 op = in->map == 0 ? in->op : in->map == 1 ? 0x100 | in->op : 0xfff;
+    int r32 = in->opsize == 4;
+    u32 w = regs_written(in);
+    if (w == 0xff) {
+        range_forget_all();
+        return;
+    }
+    struct range save[8];
+    memcpy(save, rr, sizeof rr);
+    for (int r = 0; r < 8; r++)
+        if (w & (1u << r))
+            rr[r].known = 0;
+    if (!r32)
+        return;
+    if (op >= 0xb8 && op < 0xc0) {
+        range_set(op & 7, in->imm, in->imm);
+    } else if ((op == 0x31 || op == 0x33 || op == 0x29 || op == 0x2b) && in->mod == 3 && in->reg == in->rm) {
+        range_set(in->rm, 0, 0);
+    } else if ((op == 0x81 || op == 0x83) && in->reg == 4 && in->mod == 3) {
+        u32 hi = in->imm, r = in->rm;
+        if (save[r].known && save[r].hi < hi)
+            hi = save[r].hi;
+        range_set(r, 0, hi);
+    } else if (op == 0x25) {
+        range_set(0, 0, save[0].known && save[0].hi < in->imm ? save[0].hi : in->imm);
+    } else if (op == 0x1b6 && in->mod == 3 && !in->has_sib) {
+        range_set(in->reg, 0, 0xff);
+    } else if (op == 0x1b7) {
+        range_set(in->reg, 0, 0xffff);
+    } else if (op == 0x1b6) {
+        range_set(in->reg, 0, 0xff);
+    } else if (op == 0xc1 && in->reg == 5 && in->mod == 3) {
+        u32 n = in->imm & 31, r = in->rm;
+        if (save[r].known)
+            range_set(r, save[r].lo >> n, save[r].hi >> n);
+        else
+            range_set(r, 0, 0xffffffffu >> n);
+    } else if ((op == 0x89 || op == 0x8b) && in->mod == 3) {
+        int dst = op == 0x89 ? in->rm : in->reg, src = op == 0x89 ? in->reg : in->rm;
+        if (save[src].known)
+            rr[dst] = save[src];
+    }
+    (void)b;
+}
+
+/* The range of a 32-bit ModRM address: 1 if every part is known. */
 static int
-classify(struct insn *in, const u8 *b, int code32, u32 cs_base, struct check *c)
+ea_range(struct insn *in, u64 *lo, u64 *hi)
+{
+    s64 l = in->disp, h = in->disp;
+    int base = -1, index = -1, scale = 0;
+    if (in->has_sib) {
+        base = (in->sib & 7) == 5 && in->mod == 0 ? -1 : in->sib & 7;
+        index = ((in->sib >> 3) & 7) == 4 ? -1 : (in->sib >> 3) & 7;
+        scale = in->sib >> 6;
+    } else if (!(in->rm == 5 && in->mod == 0)) {
+        base = in->rm;
+    }
+    if (base >= 0) {
+        if (base == 4 || !rr[base].known)
+            return 0;
+        l += rr[base].lo, h += rr[base].hi;
+    }
+    if (index >= 0) {
+        if (!rr[index].known)
+            return 0;
+        l += (s64)rr[index].lo << scale, h += (s64)rr[index].hi << scale;
+    }
+    *lo = (u64)l;
+    *hi = (u64)h;
+    return l >= 0;
+}
+
+/* Is [base + lo, base + hi + 16) clear of the monitor, with no wrap? */
+static int
+range_clear(u32 base, u64 lo, u64 hi)
+{
+    return (u64)base + hi + 16 <= VMM_BASE - MARGIN && lo <= hi;
+}
+
+/* The base register and displacement of a simple [reg+disp] address, or
+ * -1. */
+static int
+simple_base(struct insn *in)
+{
+    if (in->adsize != 4 || in->has_sib || (in->rm == 5 && in->mod == 0))
+        return in->has_sib && (in->sib & 7) != 5 && ((in->sib >> 3) & 7) == 4 ? in->sib & 7 : -1;
+    return in->rm;
+}
+
+static int adapt_slow_check(gpa_t pa);
+
+/* lea <the address of `in`, with base + 2^31 added>, %eax */
+static int
+lea_for(struct insn *in, const u8 *b, u32 k, u8 *l)
+{
+    int n = 0, opl = in->map == 0 ? 1 : in->map == 1 ? 2 : 3;
+    int m = in->nprefix + opl;
+    u8 modrm = b[m];
+    int mod = modrm >> 6, rm = modrm & 7;
+    int nobase = (rm == 5 && mod == 0) || (rm == 4 && (b[m + 1] & 7) == 5 && mod == 0);
+    l[n++] = 0x8d;
+    l[n++] = ((nobase ? 0 : 2) << 6) | rm;      /* reg = EAX, disp32 */
+    if (rm == 4)
+        l[n++] = b[m + 1];
+    u32 d = (u32)in->disp + k;
+    memcpy(l + n, &d, 4);
+    return n + 4;
+}
+
+/* How does instruction `in` (bytes `b`, at guest-physical `ipa`) touch
+ * memory, and what check does it need?  Fills `c` for MC_INLINE. */
+static int
+classify(struct vcpu *v, struct insn *in, const u8 *b, int code32, u32 cs_base, gpa_t ipa, struct check *c)
 {
     c->n = 0;
     if (!bt_checks)
@@ -330,38 +708,66 @@ classify(struct insn *in, const u8 *b, int code32, u32 cs_base, struct check *c)
         int cs_near = in->seg == SEG_CS && (u64)cs_base + 0x10000 + MARGIN > VMM_BASE;
         return (mem || (op >= 0xa0 && op <= 0xa3)) && (in->adsize == 4 || cs_near) ? MC_CALLOUT : MC_NONE;
     }
+    int slow = tr_relocated || adapt_slow_check(ipa);
     if (mem && op != 0x8d && !(op >= 0x118 && op <= 0x11f)) {
-        /* The instruction's own ModRM, SIB and displacement, with reg = EAX. */
-        u8 l[12];
-        int n = 0, opl = in->map == 0 ? 1 : in->map == 1 ? 2 : 3;
-        int m = in->nprefix + opl;
-        if (in->adsize == 2)
-            l[n++] = 0x67;
-        l[n++] = 0x8d;
-        l[n++] = b[m] & 0xc7;
-        for (int k = m + 1; k < m + 1 + in->has_sib + in->disp_len; k++)
-            l[n++] = b[k];
-        check_lea(c, l, n, emulate_ea_seg(in));
+        int s = emulate_ea_seg(in);
+        int fixed = s != SEG_GS && s != SEG_CS;         /* its base is part of the context */
+        u64 lo, hi;
+        int r = simple_base(in);
+        if (fixed && !tr_relocated && in->adsize == 4 && ea_range(in, &lo, &hi) && range_clear(tr_base[s], lo, hi)) {
+            v->st.checks_elided++;
+        } else if (fixed && !slow && tr_base[s] == 0 && r >= 0 && in->disp >= -128 && in->disp <= 128) {
+            int neg = rr[r].known ? rr[r].lo >= 0x80000000u : *gpr(v, r) >= 0x80000000u;
+            check_add_reg(c, r, neg);
+        } else if (fixed && in->adsize == 4) {
+            u8 l[12];
+            int n = lea_for(in, b, tr_base[s] + 0x80000000u, l);
+            check_add(c, CK_LEA, l, n, s);
+        } else {
+            /* The instruction's own ModRM, SIB and displacement, reg = EAX. */
+            u8 l[12];
+            int n = 0, opl = in->map == 0 ? 1 : in->map == 1 ? 2 : 3;
+            int m = in->nprefix + opl;
+            if (in->adsize == 2)
+                l[n++] = 0x67;
+            l[n++] = 0x8d;
+            l[n++] = b[m] & 0xc7;
+            for (int k = m + 1; k < m + 1 + in->has_sib + in->disp_len; k++)
+                l[n++] = b[k];
+            check_add(c, fixed ? CK_LEA16 : CK_BIAS, l, n, s);
+        }
     }
     if (op >= 0xa0 && op <= 0xa3) {                     /* mov with a moffs */
-        u8 l[7] = { 0x8d, 0x05 };
-        memcpy(l + 2, b + in->imm_off, 4);
-        if (in->adsize == 2) {
-            u8 l16[5] = { 0x67, 0x8d, 0x06, b[in->imm_off], b[in->imm_off + 1] };
-            check_lea(c, l16, 5, in->seg >= 0 ? in->seg : SEG_DS);
+        int s = in->seg >= 0 ? in->seg : SEG_DS;
+        u32 off = in->adsize == 2 ? in->imm & 0xffff : in->imm;
+        if (s != SEG_GS && s != SEG_CS && !tr_relocated) {
+            if (!range_clear(tr_base[s], off, off))
+                return MC_CALLOUT;                      /* the monitor relocates it */
+            v->st.checks_elided++;
         } else {
-            check_lea(c, l, 6, in->seg >= 0 ? in->seg : SEG_DS);
+            u8 l[6] = { 0x8d, 0x05 };
+            memcpy(l + 2, &off, 4);
+            check_add(c, CK_BIAS, l, 6, s);
         }
     }
     if (in->flags & D_STACK) {
-        if (op == 0x60)
-            check_stack(c, 4, -32);                     /* pusha */
-        else if (op == 0xc9)
-            check_stack(c, 5, 0);                       /* leave: reads (%ebp) */
-        else if ((op >= 0x58 && op <= 0x5f) || op == 0x61 || op == 0x8f)
-            check_stack(c, 4, 0);                       /* pop, popa, pop r/m */
-        else
-            check_stack(c, 4, -4);                      /* push, enter $n,$0 */
+        int d = op == 0x60 ? -32 : (op >= 0x58 && op <= 0x5f) || op == 0x61 || op == 0x8f ||
+                                   op == 0xc3 || op == 0xc2 || op == 0x9d ? 0 : -4;
+        int r = op == 0xc9 ? 5 : 4;                     /* leave reads (%ebp) */
+        if (op == 0xc9)
+            d = 0;
+        if (!slow && tr_base[SEG_SS] == 0) {
+            int neg = r == 4 ? v->f.esp >= 0x80000000u : v->f.ebp >= 0x80000000u;
+            check_add_reg(c, r, neg);
+        } else {
+            u8 l[7] = { 0x8d, r == 4 ? 0x84 : 0x85 };
+            int n = 2;
+            if (r == 4)
+                l[n++] = 0x24;
+            u32 k = tr_base[SEG_SS] + 0x80000000u + (u32)d;
+            memcpy(l + n, &k, 4);
+            check_add(c, CK_LEA, l, n + 4, SEG_SS);
+        }
     }
     return c->n ? MC_INLINE : MC_NONE;
 }
@@ -370,44 +776,68 @@ static void
 emit_check(struct check *c)
 {
     for (int k = 0; k < c->n; k++) {
-        emit1(0x65); emit1(0xa3); emit4(offsetof(struct tcdata, save_eax));
-        emit1(0x65); emit1(0x89); emit1(0x0d); emit4(offsetof(struct tcdata, save_ecx));
-        for (int j = 0; j < c->lea[k].len; j++)
-            emit1(c->lea[k].bytes[j]);
-        emit1(0x65); emit1(0x8b); emit1(0x0d); emit4(offsetof(struct tcdata, bias[c->lea[k].seg]));
-        emit1(0x8d); emit1(0x04); emit1(0x08);
-        emit1(0x65); emit1(0x62); emit1(0x05); emit4(offsetof(struct tcdata, bnd));
-        emit1(0x65); emit1(0x8b); emit1(0x0d); emit4(offsetof(struct tcdata, save_ecx));
-        emit1(0x65); emit1(0xa1); emit4(offsetof(struct tcdata, save_eax));
+        switch (c->c[k].kind) {
+        case CK_REG:            /* bound %reg, %gs:bnd_pos / bnd_neg */
+            emit1(0x65); emit1(0x62); emit1(0x05 | (c->c[k].reg << 3));
+            emit4(c->c[k].neg ? TCD(bnd_neg) : TCD(bnd_pos));
+            vcpu0.st.checks_reg++;
+            break;
+        case CK_LEA:
+        case CK_LEA16:
+            emit_mov_to_gs(0, TCD(save_eax));
+            for (int j = 0; j < c->c[k].len; j++)
+                emit1(c->c[k].bytes[j]);
+            if (c->c[k].kind == CK_LEA16) {             /* lea base+2^31(%eax), %eax */
+                emit1(0x8d); emit1(0x80); emit4(tr_base[c->c[k].seg] + 0x80000000u);
+            }
+            emit1(0x65); emit1(0x62); emit1(0x05); emit4(TCD(bnd));
+            emit_mov_from_gs(0, TCD(save_eax));
+            vcpu0.st.checks_inline++;
+            break;
+        case CK_BIAS:
+            emit_mov_to_gs(0, TCD(save_eax));
+            emit_mov_to_gs(1, TCD(save_ecx));
+            for (int j = 0; j < c->c[k].len; j++)
+                emit1(c->c[k].bytes[j]);
+            emit_mov_from_gs(1, TCD(bias[c->c[k].seg]));
+            emit1(0x8d); emit1(0x04); emit1(0x08);      /* lea (%eax,%ecx), %eax */
+            emit_mov_from_gs(1, TCD(save_ecx));
+            emit1(0x65); emit1(0x62); emit1(0x05); emit4(TCD(bnd));
+            emit_mov_from_gs(0, TCD(save_eax));
+            vcpu0.st.checks_inline++;
+            break;
+        }
+    }
+}
+
+/* The check before instruction i of unit b, or its callout. */
+static void
+emit_check_for(struct vcpu *v, struct block *b, int i, struct insn *in, const u8 *bytes, gpa_t ipa)
+{
+    struct check c;
+    int mc = classify(v, in, bytes, b->code32, ctxs[b->ctx].cs_base, ipa, &c);
+    if (mc == MC_INLINE) {
+        emit_check(&c);
+    } else if (mc == MC_CALLOUT) {
+        emit_callout(b - blocks, R_CHECK, i);
+        vcpu0.st.checks_callout++;
     }
 }
 
 /*B:020 An IDENT instruction is copied byte for byte, after its software
  * truncation check if it needs one.  If it has a GS or CS segment prefix
- * it is wrapped: save FS, load FS with the cached descriptor of the named
- * segment (its selector is kept in tcdata, which %gs addresses), run the
+ * it is wrapped: save FS, load FS with the hardware selector standing for
+ * the named segment (kept in tcdata, which %gs addresses), run the
  * instruction with an FS prefix instead, restore FS. :*/
 static void
 emit_ident(struct block *b, int i, const u8 *bytes, struct insn *in, int code32)
 {
-    u8 *base = code32 ? tc + b->tc : tc16 + b->tc;
+    u8 *base = cache_of(code32) + b->tc;
     int wrap = in->seg == SEG_GS || in->seg == SEG_CS;
-    struct check c;
-    int mc = classify(in, bytes, code32, b->cs_base, &c);
-    if (mc == MC_INLINE) {
-        emit_check(&c);
-        vcpu0.st.checks_inline++;
-    } else if (mc == MC_CALLOUT) {
-        emit1(0xcd);
-        emit1(T_CALLOUT);
-        emit4(REC(b - blocks, 3));
-        emit1(i);
-        vcpu0.st.checks_callout++;
-    }
-    b->cend[i] = emit_p - base;
+    b->kind[i] = wrap ? K_WRAP : K_IDENT;
     if (wrap) {
-        emit_fs_gs(code32, 0, offsetof(struct tcdata, save_fs));
-        emit_fs_gs(code32, 1, in->seg == SEG_GS ? offsetof(struct tcdata, sel_gs) : offsetof(struct tcdata, sel_cs));
+        emit_fs_gs(code32, 0, TCD(save_fs));
+        emit_fs_gs(code32, 1, in->seg == SEG_GS ? TCD(sel_gs) : TCD(sel_cs));
     }
     b->istart[i] = emit_p - base;
     for (int k = 0; k < in->len; k++) {
@@ -418,8 +848,300 @@ emit_ident(struct block *b, int i, const u8 *bytes, struct insn *in, int code32)
     }
     b->tend[i] = emit_p - base;
     if (wrap)
-        emit_fs_gs(code32, 1, offsetof(struct tcdata, save_fs));
+        emit_fs_gs(code32, 1, TCD(save_fs));
 }
+
+/* ---- Inline emulation ---- */
+
+/*B:052 Inline sequences, for guest code at CPL 0 (at other CPLs these
+ * instructions can fault, and call out).  None touches EFLAGS except as
+ * the instruction itself would; each saves what it borrows in %gs first
+ * (a 7-byte MOV), so that a fault inside it can put the register back
+ * (SV_*, precise_regs), and does everything that can fault before
+ * anything the guest could see.
+ *   CLI     movl $0, %gs:vif
+ *   STI     movl $IF, %gs:vif; then if %gs:pending, a callout (R_IRQ)
+ *   PUSHF   pushfl; keep the status flags and DF of the image, add the
+ *           virtual ones (vflags, vif); LAHF/SETO and SAHF/ADD put the
+ *           hardware's status flags back
+ *   POPF    if only IF and the status flags change: the new IF into vif,
+ *           then POPFL (at ring 1 the CPU ignores IF and IOPL in it);
+ *           anything else calls out (R_POPF); then the pending check
+ *   MOV r, sreg / PUSH sreg   from %gs:sel[], the guest's selectors
+ *   IN, OUT with a port that has no device behind it (dev.c): the
+ *           value unclaimed ports read, or nothing at all. :*/
+static int
+inline_ok(struct vcpu *v, int code32)
+{
+    return opt_inline && code32 && v->cpl == 0 && (v->cr0 & CR0_PE) && !(v->eflags & EFLAGS_VM);
+}
+
+/* Can `in` be emulated inline, here and now? */
+static int
+inline_kind(struct vcpu *v, struct insn *in, int code32)
+{
+    if (!inline_ok(v, code32) || in->lock)
+        return K_IDENT;
+    switch (in->info->emu) {
+    case E_CLI: return K_CLI;
+    case E_STI: return K_STI;
+    case E_PUSHF: return in->opsize == 4 ? K_PUSHF : K_IDENT;
+    case E_POPF: return in->opsize == 4 ? K_POPF : K_IDENT;
+    case E_MOV_FROM_SR:
+        if (in->reg >= NSEG)
+            return K_IDENT;
+        if (in->mod != 3 && (in->seg == SEG_GS || in->seg == SEG_CS))
+            return K_IDENT;
+        return K_SREG;
+    case E_PUSH_SR:
+        return K_SREG;
+    case E_IN:
+    case E_OUT:
+        if (in->op & 8)
+            return K_IDENT;                 /* port in DX: not known here */
+        return dev_port_is_empty(in->imm & 0xff) ? K_IO : K_IDENT;
+    }
+    return K_IDENT;
+}
+
+/* The pending-interrupt check after STI or POPF: a callout if a virtual
+ * interrupt is waiting (dev.c raises tcdata.pending only while IF = 0, so
+ * IF has just been set). */
+static void
+emit_pending_check(struct block *b, int i, int kind)
+{
+    emit_mov_to_gs(1, TCD(save_ecx));
+    emit_mov_from_gs(1, TCD(pending));
+    emit1(0xe3); emit1(6);                      /* jecxz over the callout */
+    emit_callout(b - blocks, kind, i);
+    emit_mov_from_gs(1, TCD(save_ecx));
+}
+
+static void
+emit_inline(struct block *b, int i, int kind, struct insn *in, const u8 *bytes)
+{
+    u8 *base = cache_of(b->code32) + b->tc;
+    b->kind[i] = kind;
+    b->sv[i] = 0;
+    b->istart[i] = emit_p - base;
+    switch (kind) {
+    case K_CLI:
+        emit_store_gs_imm(TCD(vif), 0);
+        break;
+    case K_STI:
+        emit_store_gs_imm(TCD(vif), EFLAGS_IF);
+        emit_pending_check(b, i, R_IRQ);
+        break;
+    case K_PUSHF:
+        emit1(0x9c);                                    /* pushfl: the only fault point */
+        emit_mov_to_gs(0, TCD(save_eax));
+        emit1(0x9f);                                    /* lahf */
+        emit1(0x0f); emit1(0x90); emit1(0xc0);          /* seto %al */
+        emit_mov_to_gs(0, TCD(save_flags));
+        emit1(0x8b); emit1(0x04); emit1(0x24);          /* mov (%esp), %eax */
+        emit1(0x25); emit4(EFLAGS_STATUS | EFLAGS_DF);  /* and */
+        emit1(0x65); emit1(0x0b); emit1(0x05); emit4(TCD(vflags));     /* or */
+        emit1(0x65); emit1(0x0b); emit1(0x05); emit4(TCD(vif));
+        emit1(0x89); emit1(0x04); emit1(0x24);          /* mov %eax, (%esp) */
+        emit_mov_from_gs(0, TCD(save_flags));
+        emit1(0x04); emit1(0x7f);                       /* add $0x7f, %al: OF */
+        emit1(0x9e);                                    /* sahf */
+        emit_mov_from_gs(0, TCD(save_eax));
+        break;
+    case K_POPF: {
+        b->sv[i] = SV_EAX;
+        emit_mov_to_gs(0, TCD(save_eax));
+        emit1(0x8b); emit1(0x04); emit1(0x24);          /* mov (%esp), %eax: may fault */
+        emit1(0x65); emit1(0x33); emit1(0x05); emit4(TCD(vflags));     /* xor */
+        emit1(0x25); emit4(EFLAGS_TF | EFLAGS_IOPL | EFLAGS_NT | EFLAGS_AC | EFLAGS_ID);
+        emit1(0x74); emit1(6);                          /* jz: no other virtual flag changes */
+        emit_callout(b - blocks, R_POPF, i);
+        emit1(0x8b); emit1(0x04); emit1(0x24);
+        emit1(0x25); emit4(EFLAGS_IF);
+        emit_mov_to_gs(0, TCD(vif));
+        emit_mov_from_gs(0, TCD(save_eax));
+        emit1(0x9d);                                    /* popfl */
+        emit_pending_check(b, i, R_IRQ);
+        break;
+    }
+    case K_SREG:
+        if (in->info->emu == E_PUSH_SR) {
+            int s = in->map == 0 ? (in->op >> 3) & 3 : in->op == 0xa0 ? SEG_FS : SEG_GS;
+            if (in->opsize == 2)
+                emit1(0x66);
+            emit1(0x65); emit1(0xff); emit1(0x35); emit4(TCD(sel[s]));     /* pushl %gs:sel[s] */
+        } else if (in->mod == 3) {
+            if (in->opsize == 2)
+                emit1(0x66);
+            emit1(0x65); emit1(0x0f); emit1(0xb7);      /* movzwl %gs:sel[s], %reg */
+            emit1(0x05 | (in->rm << 3)); emit4(TCD(sel[in->reg]));
+        } else {
+            /* A 16-bit store: through a scratch register the address
+             * does not use. */
+            int scr = 0;
+            u32 used = 0;
+            if (in->has_sib)
+                used |= (1u << (in->sib & 7)) | (1u << ((in->sib >> 3) & 7));
+            else
+                used |= 1u << in->rm;
+            while (used & (1u << scr))
+                scr++;
+            b->sv[i] = SV_REG(scr);
+            emit_mov_to_gs(scr, TCD(save_eax));
+            emit1(0x65); emit1(0x0f); emit1(0xb7); emit1(0x05 | (scr << 3)); emit4(TCD(sel[in->reg]));
+            int opl = 1, m = in->nprefix + opl;
+            for (int k = 0; k < in->nprefix; k++)
+                if (bytes[k] != 0x66)
+                    emit1(bytes[k]);
+            emit1(0x66);
+            emit1(0x89);
+            emit1((bytes[m] & 0xc7) | (scr << 3));
+            for (int k = m + 1; k < in->len; k++)
+                emit1(bytes[k]);
+            emit_mov_from_gs(scr, TCD(save_eax));
+        }
+        break;
+    case K_IO:
+        if (in->info->emu == E_IN) {
+            int size = (in->op & 1) ? in->opsize : 1;
+            if (size == 1) {
+                emit1(0xb0); emit1(0xff);               /* mov $0xff, %al */
+            } else if (size == 2) {
+                emit1(0x66); emit1(0xb8); emit2(0xffff);
+            } else {
+                emit1(0xb8); emit4(0xffffffff);
+            }
+        }
+        vcpu0.st.io_inline++;
+        break;
+    }
+    b->tend[i] = emit_p - base;
+    vcpu0.st.inline_emitted++;
+}
+
+/* ---- Indirect branches ---- */
+
+/*C:030 Indirect branches: RET, RET imm16, and JMP and CALL through a
+ * register or memory (near, 32-bit) find their target's translation
+ * without leaving the TC when it has been seen before:
+ *     mov  %ecx, %gs:save_ecx
+ *     pop  %ecx                    ; (JMP/CALL: mov <operand>, %ecx; CALL: push $return)
+ *     mov  %ecx, %gs:ind_target
+ *     movzbl %cl, %ecx             ; (JMP/CALL: %ch, since their targets are 16-byte aligned)
+ *     jmp  *%gs:disp[ctx][kind](,%ecx,4)
+ * The table entry leads to the target unit's stub, which confirms the
+ * whole address without touching EFLAGS (LEA, JECXZ) and jumps into the
+ * unit; an empty or wrong entry leads to the miss callout, after which the
+ * monitor fills the entry (AA §3.2's "256-way dispatch").  There is a
+ * table per context, since a unit's translation holds only in its own;
+ * contexts beyond the first NDCTX call out instead. :*/
+static int
+ind_kind(struct vcpu *v, struct insn *in, int code32, int ctx)
+{
+    if (!inline_ok(v, code32) || ctx >= NDCTX || in->opsize != 4 || in->adsize != 4)
+        return 0;
+    if (in->info->emu == E_RET)
+        return K_RET;
+    if (in->info->emu == E_GRP5 && (in->reg == 2 || in->reg == 4) && in->seg != SEG_GS && in->seg != SEG_CS)
+        return K_IND;
+    return 0;
+}
+
+static void
+emit_indirect(struct block *b, int i, int kind, struct insn *in, const u8 *bytes, u32 next)
+{
+    u8 *base = cache_of(b->code32) + b->tc;
+    b->kind[i] = kind;
+    b->sv[i] = SV_ECX;
+    b->istart[i] = emit_p - base;
+    emit_mov_to_gs(1, TCD(save_ecx));
+    if (kind == K_RET) {
+        emit1(0x59);                                    /* pop %ecx: may fault */
+        if (in->op == 0xc2) {                           /* lea imm16(%esp), %esp */
+            emit1(0x8d); emit1(0xa4); emit1(0x24); emit4(in->imm & 0xffff);
+        }
+    } else {
+        /* mov <r/m>, %ecx: the instruction's own operand, reg = ECX. */
+        int m = in->nprefix + 1;
+        for (int k = 0; k < in->nprefix; k++)
+            emit1(bytes[k]);
+        emit1(0x8b);
+        emit1((bytes[m] & 0xc7) | (1 << 3));
+        for (int k = m + 1; k < in->len; k++)
+            emit1(bytes[k]);
+        if (in->reg == 2) {                             /* call: push the return address */
+            emit1(0x68); emit4(next);
+        }
+    }
+    emit_mov_to_gs(1, TCD(ind_target));
+    emit1(0x0f); emit1(0xb6); emit1(kind == K_RET ? 0xc9 : 0xcd);     /* movzbl %cl or %ch, %ecx */
+    emit1(0x65); emit1(0xff); emit1(0x24); emit1(0x8d);
+    emit4(TCD(disp[b->ctx][kind == K_RET ? 0 : 1]));
+    b->tend[i] = emit_p - base;
+    vcpu0.st.indirect_emitted++;
+}
+
+static u32
+disp_index(int kind, u32 target)
+{
+    return kind == K_RET ? target & 0xff : (target >> 8) & 0xff;
+}
+
+static void
+reset_dispatch(void)
+{
+    for (int c = 0; c < NDCTX; c++)
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < NDISP; j++)
+                tcdata.disp[c][k][j] = (u32)tc + MISS_STUB(k);
+}
+
+/* Take unit b out of its context's dispatch tables. */
+static void
+undispatch(struct block *b)
+{
+    if (b->ctx >= NDCTX)
+        return;
+    for (int k = 0; k < 2; k++) {
+        if (!b->stub[k])
+            continue;
+        u32 to = (u32)tc + b->stub[k];
+        for (int j = 0; j < NDISP; j++)
+            if (tcdata.disp[b->ctx][k][j] == to)
+                tcdata.disp[b->ctx][k][j] = (u32)tc + MISS_STUB(k);
+    }
+}
+
+/* The stub that confirms a dispatch to unit b:
+ *     mov  %gs:ind_target, %ecx
+ *     lea  -EIP(%ecx), %ecx
+ *     jecxz 1f
+ *     jmp  miss
+ * 1:  mov  %gs:save_ecx, %ecx
+ *     jmp  unit */
+static u32
+make_stub(struct block *b, int k)
+{
+    if (b->stub[k])
+        return b->stub[k];
+    if (tc_used + 64 > TC_SIZE)
+        return 0;
+    tc_open();
+    emit_p = tc + tc_used;
+    u32 at = tc_used;
+    emit_mov_from_gs(1, TCD(ind_target));
+    emit1(0x8d); emit1(0x89); emit4(-b->eip);
+    emit1(0xe3); emit1(5);
+    emit1(0xe9); emit4(MISS_STUB(k) - (emit_p - tc + 4));
+    emit_mov_from_gs(1, TCD(save_ecx));
+    emit1(0xe9); emit4(b->tc - (emit_p - tc + 4));
+    tc_used = emit_p - tc;
+    tc_close();
+    b->stub[k] = at;
+    return at;
+}
+
+/* ---- Relocated execution and exact footprints ---- */
 
 /* Does an access of n bytes at sreg:off stay clear of the monitor?  If
  * not, the access is remembered for relocated execution: up to two, in
@@ -673,7 +1395,102 @@ reloc_finish(struct vcpu *v)
     v->seg_gen++;               /* the cached descriptors are rebuilt on the next entry */
 }
 
-/* Does this instruction have to leave translated code? */
+/* ---- Adaptive translation ---- */
+
+/*B:060 Adaptive translation (AA §3.3).  Instructions start IDENT,
+ * "innocent until proven guilty".  One that keeps trapping - a store that
+ * hits a traced page (a guest page table, say), a load or store that
+ * reaches the guest's own mappings in the monitor's region - is noted
+ * here by its guest-physical address; after ADAPT_AFTER such traps its
+ * unit is dropped, and the retranslation ends the unit at it with a
+ * callout that emulates the access against the guest's page tables
+ * (emulate_data), at a small fraction of a trap's cost.  The callout keeps
+ * watching: after ADAPT_BACK executions that touch nothing special the
+ * instruction is made innocent again (hysteresis: quick to adapt, slow to
+ * go back).  A register-sign check that keeps guessing wrong (H:035) is
+ * adapted the same way, to the general form. :*/
+#define NADAPT 256
+#define ADAPT_AFTER 4
+#define ADAPT_BACK 64
+static struct adapt {
+    gpa_t pa;           /* the instruction's first byte; ~0: free */
+    u16 hits;           /* traps seen */
+    u16 clean;          /* emulations in a row that met nothing special */
+    u8 emulate;         /* translate as an emulating callout */
+    u8 slow_check;      /* translate with general checks */
+} adapt[NADAPT];
+
+static struct adapt *
+adapt_find(gpa_t pa, int make)
+{
+    struct adapt *a = &adapt[(pa * 2654435761u >> 24) % NADAPT];
+    if (a->pa == pa)
+        return a;
+    if (!make)
+        return NULL;
+    memset(a, 0, sizeof *a);
+    a->pa = pa;
+    return a;
+}
+
+static int
+adapt_slow_check(gpa_t pa)
+{
+    struct adapt *a = adapt_find(pa, 0);
+    return a && a->slow_check;
+}
+
+static int
+adapt_emulated(gpa_t pa)
+{
+    struct adapt *a = adapt_find(pa, 0);
+    return opt_adapt && a && a->emulate;
+}
+
+/* Only plain data moves are adapted to emulation (emulate_data). */
+static int
+adaptable(struct insn *in)
+{
+    u32 op = in->map == 0 ? in->op : 0x100;
+    int mem = in->has_modrm && in->mod != 3;
+    return !in->rep && !in->lock &&
+           (((op == 0x88 || op == 0x89 || op == 0x8a || op == 0x8b || op == 0xc6 || op == 0xc7 ||
+              op == 0x86 || op == 0x87) && mem) || (op >= 0xa0 && op <= 0xa3));
+}
+
+static void drop_unit(struct vcpu *v, struct block *b);
+
+/* A trap at instruction i of unit b; adapt it after enough of them. */
+static void
+adapt_trap(struct vcpu *v, struct block *b, int i)
+{
+    if (!opt_adapt || b == &blocks[STEP_BLOCK] || i >= b->ninsn || b->pa2 != ~0u)
+        return;
+    gpa_t pa = b->pa + b->goff[i];
+    if ((pa ^ b->pa) & PTE_FRAME)
+        return;
+    struct adapt *a = adapt_find(pa, 1);
+    if (a->emulate || ++a->hits < ADAPT_AFTER)
+        return;
+    u8 bytes[16];
+    int avail;
+    struct insn in;
+    if (emulate_fetch(v, b->eip + b->goff[i], bytes, &avail) != OK) {
+        vfault.pending = 0;
+        return;
+    }
+    if (decode(bytes, avail, b->code32, &in) < 0 || !adaptable(&in))
+        return;
+    a->emulate = 1;
+    a->clean = 0;
+    v->st.adapted++;
+    if (opt_log & LOG_TRANSLATE)
+        cprintf("translate: adapt the instruction at %08x (pa %08x) to a callout\n", b->eip + b->goff[i], pa);
+    drop_unit(v, b);
+}
+
+/* ---- Translating ---- */
+
 /* A direct branch the translator can lay out as jumps: JMP, Jcc or CALL
  * with a relative target, at the code's own operand size. */
 static int
@@ -691,16 +1508,47 @@ is_ident(struct insn *in)
     return in->info->emu == E_NONE || in->info->emu == E_RDTSC;
 }
 
+/* The check of a CALL's push of the return address (at ESP - 4). */
+static void
+emit_push_check(struct vcpu *v)
+{
+    struct check c = { 0 };
+    if (!bt_checks)
+        return;
+    if (tr_base[SEG_SS] == 0 && !tr_relocated) {
+        check_add_reg(&c, 4, v->f.esp >= 0x80000000u);
+    } else {
+        u8 l[7] = { 0x8d, 0x84, 0x24 };
+        u32 k = tr_base[SEG_SS] + 0x80000000u - 4;
+        memcpy(l + 3, &k, 4);
+        check_add(&c, CK_LEA, l, 7, SEG_SS);
+    }
+    emit_check(&c);
+}
+
+/* The count of entries into unit idx, for the translation dump:
+ * mov %eax, save; mov count, %eax; lea 1(%eax), %eax; mov %eax, count;
+ * mov save, %eax - with no effect on EFLAGS. */
+static void
+emit_count(int idx)
+{
+    emit_mov_to_gs(0, TCD(save_eax));
+    emit_mov_from_gs(0, TCD(count[idx]));
+    emit1(0x8d); emit1(0x40); emit1(1);
+    emit_mov_to_gs(0, TCD(count[idx]));
+    emit_mov_from_gs(0, TCD(save_eax));
+}
+
 /*B:010 Translate the unit at the guest's CS:EIP, whose first byte is at
  * guest-physical `pa`.  `max` is MAXI, or 1 for single-stepping.  The
- * unit stops before the first instruction that is not IDENT (which
- * becomes the callout), after `max` instructions, at the end of a page
- * (so the unit depends on one physical page only), or before an
+ * unit stops after the first instruction that has to leave it (which
+ * becomes the callout or the jumps), after `max` instructions, at the end
+ * of a page (so the unit depends on one physical page only), or before an
  * instruction whose bytes cannot be fetched (the fault is raised when the
  * guest gets there).  Returns NULL with a fault pending if not even the
  * first instruction can be fetched. :*/
 static struct block *
-translate(struct vcpu *v, gpa_t pa, struct block *b, int max)
+translate(struct vcpu *v, gpa_t pa, struct block *b, int max, int ctx)
 {
     int code32 = vcpu_code32(v);
     u32 eip = v->eip, geip = eip;
@@ -712,15 +1560,20 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max)
 
     b->pa = pa;
     b->eip = eip;
-    b->cs_base = cs_base;
+    b->ctx = ctx;
     b->code32 = code32;
     b->tc = code32 ? tc_used : tc16_used;
     b->exit[0].site = b->exit[1].site = 0;
     b->in_head = -1;
+    b->stub[0] = b->stub[1] = 0;
+    b->flips = 0;
     u8 *base = cache_of(code32);
     emit_p = base + b->tc;
     b->term = TERM_CONTINUE;
-    int i = 0;
+    range_forget_all();
+    if (opt_count && code32 && idx != STEP_BLOCK)
+        emit_count(idx);
+    int i = 0, term_rec = R_EMULATE;
     const char *what = "continue";
     for (;;) {
         u8 bytes[16];
@@ -749,60 +1602,87 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max)
         if (i == max)
             break;
         b->goff[i] = geip - eip;
-        if (!is_ident(&in)) {
-            glen += n;
-            what = in.info->name;
-            if (max > 1 && is_direct_branch(&in, code32)) {
-                /*B:040 A direct branch becomes jumps to continuations:
-                 * Jcc to the taken exit, then JMP to the fall-through
-                 * exit; a CALL first pushes the guest's return address
-                 * (a fault there restarts the CALL). :*/
-                u32 next = (geip + n) & mask, target = (next + in.imm) & mask;
-                b->term = TERM_BRANCH;
-                            if (in.info->emu == E_CALL) {
-                    struct check c = { 0 };
-                    if (bt_checks && code32) {
-                        check_stack(&c, 4, -4);             /* the return address push */
-                        emit_check(&c);
-                    }
-                    b->bcend = emit_p - base;
-                    emit1(0x68);
-                    if (code32)
-                        emit4(next);
-                    else
-                        emit2(next);
-                }
-                if (in.info->emu == E_JCC) {
-                    emit1(0x0f);
-                    emit1(0x80 | (in.op & 0xf));
-                    emit_exit_jump(b, 0, target);
-                    emit1(0xe9);
-                    emit_exit_jump(b, 1, next);
-                } else {
-                    emit1(0xe9);
-                    emit_exit_jump(b, 0, target);
-                }
-            } else {
-                b->term = TERM_EMULATE;
+        b->kind[i] = K_IDENT;
+        b->sv[i] = 0;
+        gpa_t ipa = pa + (geip - eip);
+        int adapted = max > 1 && adapt_emulated(ipa) && adaptable(&in);
+        int ik = adapted ? K_IDENT : is_ident(&in) ? K_IDENT : inline_kind(v, &in, code32);
+        int xk = adapted || ik != K_IDENT || is_ident(&in) ? 0 : ind_kind(v, &in, code32, ctx);
+        if (!adapted && (is_ident(&in) || ik != K_IDENT || xk)) {
+            emit_check_for(v, b, i, &in, bytes, ipa);
+            b->cend[i] = emit_p - (base + b->tc);
+            if (xk) {
+                /* An indirect branch ends the unit (C:030). */
+                emit_indirect(b, i, xk, &in, bytes, (geip + n) & mask);
+                b->term = TERM_INDIRECT;
+                glen += n;
+                what = in.info->name;
+                break;
             }
-            break;
+            if (ik != K_IDENT)
+                emit_inline(b, i, ik, &in, bytes);
+            else
+                emit_ident(b, i, bytes, &in, code32);
+            range_update(&in, bytes);
+            glen += n;
+            i++;
+            geip = (geip + n) & mask;
+            /* An inline POPF need not end the unit: what would make it
+             * (TF, IOPL) calls out.  Other instructions that end units
+             * do. */
+            if (((in.flags & D_ENDS) && ik != K_POPF) || ((cs_base + geip) & 0xfff) == 0)
+                break;
+            continue;
         }
-        emit_ident(b, i, bytes, &in, code32);
         glen += n;
-        i++;
-        geip = (geip + n) & mask;
-        if ((in.flags & D_ENDS) || ((cs_base + geip) & 0xfff) == 0)
-            break;
+        what = adapted ? "adapted" : in.info->name;
+        if (!adapted && max > 1 && is_direct_branch(&in, code32)) {
+            /*B:040 A direct branch becomes jumps to continuations:
+             * Jcc to the taken exit, then JMP to the fall-through
+             * exit; a CALL first pushes the guest's return address
+             * (a fault there restarts the CALL). :*/
+            u32 next = (geip + n) & mask, target = (next + in.imm) & mask;
+            b->term = TERM_BRANCH;
+            b->cend[i] = emit_p - (base + b->tc);
+            if (in.info->emu == E_CALL) {
+                if (code32)
+                    emit_push_check(v);
+                b->bcend = emit_p - (base + b->tc);
+                emit1(0x68);
+                if (code32)
+                    emit4(next);
+                else
+                    emit2(next);
+            }
+            if (in.info->emu == E_JCC) {
+                emit1(0x0f);
+                emit1(0x80 | (in.op & 0xf));
+                emit_exit_jump(b, 0, target);
+                emit1(0xe9);
+                emit_exit_jump(b, 1, next);
+            } else {
+                emit1(0xe9);
+                emit_exit_jump(b, 0, target);
+            }
+        } else {
+            b->term = TERM_EMULATE;
+            b->serial = next_serial++;
+            term_cache[idx % NTERM].serial = b->serial;
+            term_cache[idx % NTERM].in = in;
+            if (adapted)
+                term_rec = R_ADAPT;
+        }
+        break;
     }
     b->ninsn = i;
-    if (b->term != TERM_BRANCH)
+    if (b->term != TERM_BRANCH && b->term != TERM_INDIRECT)
         b->goff[i] = geip - eip;
     if (b->term == TERM_EMULATE) {
-            emit1(0xcd);                    /* int $T_CALLOUT */
-        emit1(T_CALLOUT);
-        emit4(REC(idx, 0));
+        b->cend[i] = b->istart[i] = emit_p - (base + b->tc);
+        emit_callout(idx, term_rec, i);
+        b->tend[i] = emit_p - (base + b->tc);
     } else if (b->term == TERM_CONTINUE) {
-            emit1(0xe9);
+        emit1(0xe9);
         emit_exit_jump(b, 0, geip);
     }
     emit_stubs(b, idx);
@@ -825,7 +1705,7 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max)
     }
     v->st.blocks++;
     if (opt_log & LOG_TRANSLATE)
-        cprintf("translate: %04x:%08x pa %08x, %d IDENT + %s, %d bytes -> %s+%x\n",
+        cprintf("translate: %04x:%08x pa %08x, %d + %s, %d bytes -> %s+%x\n",
                 v->seg[SEG_CS].sel, eip, pa, i, what, glen, code32 ? "tc32" : "tc16", b->tc);
     return b;
 }
@@ -841,32 +1721,74 @@ hash_remove(struct block *b)
         *p = b->next;
 }
 
+/* The segment bases checks are specialized for: the guest's own. */
+static void
+set_tr_base(struct vcpu *v)
+{
+    for (int s = 0; s < NSEG; s++)
+        tr_base[s] = v->seg[s].base;
+    tr_relocated = 0;
+}
+
+/*C:025 Where guest code lives: the translation of the last few code
+ * pages looked up, good while the generation of code mappings (mmu.c,
+ * T:075) stays the same, so that a unit found again does not cost a walk
+ * of the guest's page tables. :*/
+static struct {
+    u32 la_page, gen;
+    gpa_t pa_page;
+    u8 user;
+} code_tlb[4];
+
+static int
+code_page(struct vcpu *v, u32 la, gpa_t *pa)
+{
+    int user = v->cpl == 3;
+    u32 gen = mmu_code_generation();
+    int e = (la >> PGSHIFT) & 3;
+    if (code_tlb[e].gen == gen && code_tlb[e].la_page == (la & PTE_FRAME) && code_tlb[e].user == user) {
+        *pa = code_tlb[e].pa_page | (la & 0xfff);
+        return OK;
+    }
+    if (mmu_translate_code(v, la, ACC_X | (user ? ACC_U : 0), pa) != OK)
+        return FAULT;
+    code_tlb[e].gen = mmu_code_generation();
+    code_tlb[e].la_page = la & PTE_FRAME;
+    code_tlb[e].pa_page = *pa & PTE_FRAME;
+    code_tlb[e].user = user;
+    return OK;
+}
+
 /* Find or make the unit for the guest's CS:EIP.  NULL with a fault
  * pending if the code cannot be fetched. */
 static struct block *
 lookup(struct vcpu *v)
 {
     gpa_t pa;
-    int code32 = vcpu_code32(v);
-    u32 cs_base = v->seg[SEG_CS].base;
-    if (mmu_translate(v, cs_base + v->eip, ACC_X | (v->cpl == 3 ? ACC_U : 0), &pa) != OK)
+    int ctx = ctx_of(v);
+    if (code_page(v, v->seg[SEG_CS].base + v->eip, &pa) != OK)
         return NULL;
     u32 h = hash_of(pa, v->eip);
     for (s16 i = hash[h]; i >= 0; i = blocks[i].next) {
         struct block *b = &blocks[i];
-        if (b->pa == pa && b->eip == v->eip && b->cs_base == cs_base && b->code32 == code32)
+        if (b->pa == pa && b->eip == v->eip && b->ctx == ctx)
             return b;
     }
-    if (nblocks >= MAXBLOCKS || tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE)
+    if (nblocks >= MAXBLOCKS || tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE) {
         bt_flush("full");
+        ctx = ctx_of(v);
+    }
     tc_open();
-    struct block *b = translate(v, pa, &blocks[nblocks], MAXI);
+    set_tr_base(v);
+    struct block *b = translate(v, pa, &blocks[nblocks], MAXI, ctx);
     tc_close();
     if (!b)
         return NULL;
     nblocks++;
     b->next = hash[h];
     hash[h] = b - blocks;
+    b->pnext = phash[(pa >> PGSHIFT) % NPHASH];
+    phash[(pa >> PGSHIFT) % NPHASH] = b - blocks;
     order[b->code32][norder[b->code32]++] = b - blocks;
     return b;
 }
@@ -910,82 +1832,221 @@ unchain_into(struct block *b)
     b->in_head = -1;
 }
 
+/* Take unit b out of use: no lookup finds it, no jump or dispatch entry
+ * leads to it.  Its code stays in the TC until the next flush. */
+static void
+drop_unit(struct vcpu *v, struct block *b)
+{
+    if (!b->valid)
+        return;
+    b->valid = 0;
+    if (b != &blocks[STEP_BLOCK])
+        hash_remove(b);
+    unchain_into(b);
+    undispatch(b);
+    v->st.tc_invalidated++;
+}
+
+/*C:020 Links across pages.  A chained jump or a dispatch entry leads
+ * from one unit straight to another without looking the target up, which
+ * within a page is safe whatever the guest's page tables say - both units
+ * come from the same physical page - but across pages holds only while the
+ * guest maps the target's page where it did.  So each target page of such
+ * a link is noted with the frame it mapped to, and when the generation of
+ * code mappings moves (mmu.c, T:075) - a new CR3, INVLPG, a write to a
+ * page table behind translated code - each noted page is walked again;
+ * links into a page that now maps elsewhere are undone.  For a guest whose
+ * kernel is mapped the same in every address space, as Linux's is, a
+ * context switch finds every page where it was and undoes nothing. :*/
+static struct xpage {
+    u32 la_page;
+    gpa_t pa_page;
+    u8 user;
+} xpages[NXPAGE];
+static int nxpages;
+static u32 xgen;
+
+static int
+note_xpage(struct vcpu *v, struct block *t)
+{
+    u32 la = (ctxs[t->ctx].cs_base + t->eip) & PTE_FRAME;
+    u8 user = ctxs[t->ctx].cpl == 3;
+    for (int i = 0; i < nxpages; i++)
+        if (xpages[i].la_page == la && xpages[i].user == user)
+            return xpages[i].pa_page == (t->pa & PTE_FRAME);
+    if (nxpages == NXPAGE)
+        return 0;
+    xpages[nxpages].la_page = la;
+    xpages[nxpages].pa_page = t->pa & PTE_FRAME;
+    xpages[nxpages].user = user;
+    nxpages++;
+    return 1;
+}
+
+static void
+verify_xpages(struct vcpu *v)
+{
+    xgen = mmu_code_generation();
+    for (int i = 0; i < nxpages; i++) {
+        gpa_t pa;
+        int ok = mmu_translate(v, xpages[i].la_page, ACC_X | ACC_PEEK | (xpages[i].user ? ACC_U : 0), &pa) == OK &&
+                 (pa & PTE_FRAME) == xpages[i].pa_page;
+        vfault.pending = 0;
+        if (ok)
+            continue;
+        /* Undo every link into the units of that page. */
+        for (int k = 0; k < nblocks; k++) {
+            struct block *b = &blocks[k];
+            if (b->valid && ((ctxs[b->ctx].cs_base + b->eip) & PTE_FRAME) == xpages[i].la_page &&
+                (ctxs[b->ctx].cpl == 3) == xpages[i].user) {
+                unchain_into(b);
+                undispatch(b);
+            }
+        }
+        v->st.xlinks_undone++;
+        xpages[i--] = xpages[--nxpages];
+    }
+}
+
 /*C:010 Chaining.  Exit x of unit src has just run its continuation:
- * v->eip is its target.  If the target lies in the same guest page as
- * src, translate it (if need be) and patch src's jump to go straight
- * there next time.  Across pages the continuation stays: the guest's page
- * tables may map the next page elsewhere by the time the jump runs again
- * (the reason QEMU's tb_find will not chain across pages either). :*/
+ * v->eip is its target.  Translate it (if need be) and patch src's jump
+ * to go straight there next time.  A target in another page is noted
+ * first (C:020). :*/
 static void
 chain(struct vcpu *v, struct block *src, int x)
 {
     u32 gen = tc_generation;
-    if (src == &blocks[STEP_BLOCK] || src->pa2 != ~0u ||
-        ((src->cs_base + src->eip) >> PGSHIFT) != ((v->seg[SEG_CS].base + v->eip) >> PGSHIFT) ||
-        src->cs_base != v->seg[SEG_CS].base || src->code32 != vcpu_code32(v))
+    if (!opt_chain || src == &blocks[STEP_BLOCK] || src->pa2 != ~0u ||
+        ctxs[src->ctx].cs_base != v->seg[SEG_CS].base || src->code32 != vcpu_code32(v))
         return;
     struct block *t = lookup(v);
     if (!t) {
         vfault.pending = 0;     /* the main loop looks it up again and delivers it */
         return;
     }
-    if (gen != tc_generation || !src->valid || t->pa2 != ~0u || t->code32 != src->code32)
+    if (gen != tc_generation || !src->valid || t->pa2 != ~0u || t->code32 != src->code32 || t->ctx != src->ctx)
+        return;
+    int cross = ((ctxs[src->ctx].cs_base + src->eip) ^ (ctxs[t->ctx].cs_base + t->eip)) & PTE_FRAME;
+    if (cross && !note_xpage(v, t))
         return;
     patch_exit(src, x, t->tc);
     src->exit[x].chained = t - blocks;
     src->exit[x].in_next = t->in_head;
     t->in_head = (src - blocks) * 2 + x;
     v->st.chained++;
+    if (cross)
+        v->st.chained_xpage++;
+}
+
+/* Fill the dispatch entry for the indirect branch that just missed. */
+static void
+dispatch_fill(struct vcpu *v, struct block *t, int kind)
+{
+    if (!t->code32 || t->ctx >= NDCTX || t->pa2 != ~0u || !note_xpage(v, t))
+        return;
+    int k = kind == K_RET ? 0 : 1;
+    u32 s = make_stub(t, k);
+    if (!s)
+        return;
+    tcdata.disp[t->ctx][k][disp_index(kind, t->eip)] = (u32)tc + s;
+    v->st.dispatch_filled++;
 }
 
 /*B:030 Translation-cache coherency.  Every page a unit was translated
  * from carries a TR_CODE trace (trace.c); a write that changes any of a
  * unit's guest bytes - through any linear alias, from either engine or
  * from the monitor itself - drops exactly the units it overlaps
- * (US 6,704,925: trace-based conflict detection). :*/
+ * (US 6,704,925: trace-based conflict detection).  A page left with no
+ * unit loses its trace, so that further writes to it cost nothing until
+ * code there is translated again. :*/
 static int
 overlaps(gpa_t a, u32 alen, gpa_t b, u32 blen)
 {
     return a < b + blen && b < a + alen;
 }
 
+static int
+unit_overlaps(struct block *b, gpa_t pa, u32 n)
+{
+    u32 len1 = PGSIZE - (b->pa & 0xfff);
+    if (len1 > b->glen)
+        len1 = b->glen;
+    return overlaps(b->pa, len1, pa, n) || (b->pa2 != ~0u && overlaps(b->pa2, b->glen - len1, pa, n));
+}
+
 static void
 code_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
 {
-    for (int i = 0; i <= MAXBLOCKS; i++) {
-        if (i == nblocks)
-            i = STEP_BLOCK;
-        struct block *b = &blocks[i];
-        u32 len1 = PGSIZE - (b->pa & 0xfff);
-        if (len1 > b->glen)
-            len1 = b->glen;
-        if (!b->valid || !(overlaps(b->pa, len1, pa, n) ||
-                           (b->pa2 != ~0u && overlaps(b->pa2, b->glen - len1, pa, n))))
+    gpa_t page = pa & PTE_FRAME;
+    int left = 0;
+    for (s16 k = phash[(page >> PGSHIFT) % NPHASH]; k >= 0; k = blocks[k].pnext) {
+        struct block *b = &blocks[k];
+        if (!b->valid || (b->pa & PTE_FRAME) != page)
             continue;
-        b->valid = 0;
-        if (i != STEP_BLOCK)
-            hash_remove(b);
-        unchain_into(b);
-        v->st.tc_invalidated++;
+        if (!unit_overlaps(b, pa, n)) {
+            left = 1;
+            continue;
+        }
+        drop_unit(v, b);
         if (opt_log & LOG_TRANSLATE)
             cprintf("translate: unit at %08x invalidated by a write to %08x\n", b->eip, pa);
     }
+    /* Units that straddle into this page, and the single-step unit. */
+    for (int k = 0; k <= MAXBLOCKS; k++) {
+        if (k == nblocks)
+            k = STEP_BLOCK;
+        struct block *b = &blocks[k];
+        if (!b->valid || b->pa2 == ~0u || (k != STEP_BLOCK && b->pa2 != page))
+            continue;
+        if (unit_overlaps(b, pa, n))
+            drop_unit(v, b);
+        else
+            left = 1;
+    }
+    struct block *s = &blocks[STEP_BLOCK];
+    if (s->valid && unit_overlaps(s, pa, n))
+        drop_unit(v, s);
+    if (!left)
+        trace_remove(page, TR_CODE);
 }
 
+/* ---- Precise state ---- */
+
 /* The guest offset of a TC offset inside unit b: instruction i if its
- * guest instruction has not completed, the next one if it has. */
+ * guest instruction has not completed, the next one if it has.  *ins
+ * gets i. */
 static u32
-tc_to_guest(struct block *b, u32 off)
+tc_to_guest(struct block *b, u32 off, int *ins)
 {
-    for (int i = 0; i < b->ninsn; i++)
-        if (off < b->tend[i])
+    int last = b->term == TERM_INDIRECT || b->term == TERM_EMULATE ? b->ninsn : b->ninsn - 1;
+    for (int i = 0; i <= last; i++)
+        if (off < b->tend[i]) {
+            *ins = i;
             return b->goff[i];
+        }
+    *ins = b->ninsn;
     return b->goff[b->ninsn];
 }
 
+/* A fault at TC offset off inside instruction i's inline sequence: put
+ * back the registers it keeps in %gs (B:052). */
+static void
+precise_regs(struct vcpu *v, struct block *b, int i, u32 off)
+{
+    if (!b->sv[i] || off < b->istart[i] + 7u)
+        return;
+    if (b->sv[i] & SV_ECX)
+        v->f.ecx = tcdata.save_ecx;
+    if (b->sv[i] & SV_EAX)
+        v->f.eax = tcdata.save_eax;
+    if (b->sv[i] >> 4)
+        *gpr(v, (b->sv[i] >> 4) - 1) = tcdata.save_eax;
+}
+
 /* The status flags and DF live in the hardware EFLAGS while translated
- * code runs; IF, IOPL, TF and the rest stay virtual. */
+ * code runs; IF in tcdata.vif, the other virtual flags in tcdata.vflags. */
 #define HW_FLAGS (EFLAGS_STATUS | EFLAGS_DF)
+#define V_FLAGS  (~(HW_FLAGS | EFLAGS_IF | EFLAGS_RF | EFLAGS_VM))
 
 static void
 host_cr0(struct vcpu *v)
@@ -999,7 +2060,10 @@ host_cr0(struct vcpu *v)
 /*H:040 A check fired: a checking callout, or #BR at one of our BOUNDs
  * (not the guest's own BOUND instruction).  Work out the instruction's
  * exact footprint; if it stays clear of the monitor, let it run as it is
- * (with EAX and ECX as the guest had them) and return 1.  An access that
+ * (with EAX as the guest had it) and return 1 - and if the check was one
+ * that guessed a register's side of 2^31 (H:035), drop the unit, so that
+ * it is translated again with the register as it is now; an instruction
+ * that keeps being guessed wrong gets the general check.  An access that
  * really reaches the monitor's region leaves translated code (T_RELOC)
  * to be run relocated (H:050). :*/
 static int
@@ -1009,28 +2073,36 @@ check_fired(struct vcpu *v, int code32)
     u32 off = code32 ? f->eip - (u32)tc : f->eip;
     u32 geip;
     struct block *b;
-    int i;
+    int i, guessed = 0;
     if (f->trapno == T_CALLOUT) {
         u8 *r = cache_of(code32) + off;
         u32 rec = r[0] | (r[1] << 8) | (r[2] << 16) | ((u32)r[3] << 24);
-        if ((rec & 3) != 3)
+        if (REC_KIND(rec) != R_CHECK)
             return 0;
-        b = &blocks[rec >> 2];
-        i = r[4];
-        if ((rec >> 2) > MAXBLOCKS || i > b->ninsn)
+        b = &blocks[REC_UNIT(rec)];
+        i = REC_INSN(rec);
+        if (REC_UNIT(rec) > MAXBLOCKS || i > b->ninsn)
             panic("check callout with a bad record %x", rec);
     } else {
         b = find_block(code32, off);
         if (!b)
             return 0;
-        for (i = 0; i < b->ninsn && off - b->tc >= b->tend[i]; i++)
+        u32 o = off - b->tc;
+        for (i = 0; i < b->ninsn && o >= b->tend[i]; i++)
             ;
-        if (i == b->ninsn && !(b->term == TERM_BRANCH && off - b->tc < b->bcend))
+        if (i == b->ninsn && !(b->term == TERM_BRANCH && o < b->bcend) &&
+            !(b->term == TERM_INDIRECT && o < b->istart[i]))
             return 0;
-        if (i < b->ninsn && off - b->tc >= b->istart[i])
+        if (i < b->ninsn && o >= b->istart[i])
             return 0;                   /* the guest's own BOUND: its #BR */
-        f->eax = tcdata.save_eax;
-        f->ecx = tcdata.save_ecx;
+        u8 *p = cache_of(code32) + off;
+        u32 pair = p[3] | (p[4] << 8) | (p[5] << 16) | ((u32)p[6] << 24);
+        if (p[0] != 0x65 || p[1] != 0x62)
+            return 0;
+        if (pair == TCD(bnd))
+            f->eax = tcdata.save_eax;   /* the general form borrows EAX */
+        else
+            guessed = 1;
     }
     geip = (b->eip + b->goff[i]) & (code32 ? ~0u : 0xffff);
     v->st.checks_tripped++;
@@ -1046,10 +2118,19 @@ check_fired(struct vcpu *v, int code32)
         /* Leave translated code; the next step runs it relocated. */
         window_access(v);
         f->trapno = T_RELOC;
+        adapt_trap(v, b, i);
         return 0;
     }
     v->eip = save_eip;
-    f->eip = (code32 ? (u32)tc : 0) + b->tc + (i == b->ninsn ? b->bcend : b->cend[i]);
+    if (guessed && b != &blocks[STEP_BLOCK]) {
+        struct adapt *a = adapt_find(b->pa + b->goff[i], 1);
+        if (++a->hits >= 2)
+            a->slow_check = 1;
+        v->st.checks_reguessed++;
+        drop_unit(v, b);
+    }
+    u32 resume = i == b->ninsn && b->term == TERM_BRANCH ? b->bcend : b->cend[i];
+    f->eip = (code32 ? (u32)tc : 0) + b->tc + resume;
     return 1;
 }
 
@@ -1064,9 +2145,10 @@ relocated_check(struct vcpu *v, struct block *b)
     u32 off = (b->code32 ? f->eip - (u32)tc : f->eip) - b->tc;
     if (f->trapno == T_CALLOUT) {
         u8 *r = cache_of(b->code32) + b->tc + off;
-        if ((r[0] & 3) != 3)
+        u32 rec = r[0] | (r[1] << 8) | (r[2] << 16) | ((u32)r[3] << 24);
+        if (REC_KIND(rec) != R_CHECK)
             return 0;
-        f->eip += 5;
+        f->eip += 4;
         return 1;
     }
     if (b->ninsn && off < b->istart[0]) {
@@ -1076,10 +2158,20 @@ relocated_check(struct vcpu *v, struct block *b)
     return 0;                   /* the guest's own BOUND */
 }
 
-/* Enter unit b and run until the guest exits for something the monitor
- * must see; hidden page faults are filled and the unit resumed. */
+/*B:070 Entering translated code.  The hardware gets the guest's
+ * general registers, its status flags and DF, and the selectors standing
+ * for its segment registers (shadow.c, H:025); the %gs pages get the
+ * virtual flags and the guest's selectors.  What depends only on the
+ * segment registers and the shadows is set up again only when one of
+ * them changed. :*/
+static struct {
+    u32 seg_gen, sgen;
+    int valid;
+    u16 sel[NSEG];
+} en;
+
 static void
-run_block(struct vcpu *v, struct block *b, int step)
+enter_setup(struct vcpu *v, struct block *b, int step)
 {
     struct frame *f = &v->f;
     f->eip = b->code32 ? (u32)tc + b->tc : b->tc;
@@ -1091,58 +2183,68 @@ run_block(struct vcpu *v, struct block *b, int step)
     int user3 = bt_ring == 3 && v->cpl == 3;
     if (user3 && (v->cr0 & CR0_AM))
         f->eflags |= v->eflags & EFLAGS_AC;
-    u32 cr4 = (rcr4() & ~CR4_TSD) | (user3 ? v->cr4 & CR4_TSD : 0);
-    if (cr4 != rcr4())
-        lcr4(cr4);
+    u32 cr4 = rcr4(), want = (cr4 & ~CR4_TSD) | (user3 ? v->cr4 & CR4_TSD : 0);
+    if (want != cr4)
+        lcr4(want);
+    tcdata.vif = v->eflags & EFLAGS_IF;
+    tcdata.vflags = (v->eflags & V_FLAGS) | EFLAGS_FIXED;
+    tcdata.pending = dev_irq_pending(v);
+    if (xgen != mmu_code_generation())
+        verify_xpages(v);
     shadow_sync_for_bt(v);
     shadow_engine(0);
-    /* The hardware selectors change only when a segment register or the
-     * shadows do (shadow.c, H:025). */
-    static u32 hw_gen = ~0u, hw_sgen = ~0u;
-    static u16 hw_sel[NSEG];
-    if (hw_gen != v->seg_gen || hw_sgen != shadow_generation() || !hw_sel[SEG_CS]) {
+    if (!en.valid || en.seg_gen != v->seg_gen || en.sgen != shadow_generation() || rl.active) {
         for (int s = 0; s < NSEG; s++) {
             int from_shadow;
-            hw_sel[s] = shadow_hw_selector(v, s, &from_shadow);
+            en.sel[s] = shadow_hw_selector(v, s, &from_shadow);
             if (from_shadow)
                 v->st.seg_shadow++;
-            else if (hw_sel[s])
+            else if (en.sel[s])
                 v->st.seg_cached++;
+            tcdata.sel[s] = v->seg[s].sel;
+            tcdata.bias[s] = v->seg[s].base + 0x80000000u;
         }
-        hw_gen = v->seg_gen;
-        hw_sgen = shadow_generation();
-    }
-    if (rl.active) {
-        /* Re-base each relocated segment so its access lands on its
-         * aliases, and let its checks pass there (H:050). */
-        for (int j = 0; j < rl.n; j++) {
-            int sr = rl.r[j].seg;
-            struct seg *sg = &v->seg[sr];
-            u32 attr = (sg->attr | SEG_S | SEG_P | STA_A) & ~(3u << 5);
-            if (sr == SEG_CS)
-                attr |= STA_R;
-            else if (sr == SEG_SS || sg->mode != SM_PROT)
-                attr = (attr & ~(STA_X | STA_E)) | STA_W;
-            vmm_gdt[GDT_CACHED + sr] = desc_make(sg->base + alias_va(j, 0) - rl.r[j].la_page, 0xffffffff,
-                                                 attr | (bt_ring << 5));
-            hw_sel[sr] = SEL(GDT_CACHED + sr, bt_ring);
+        en.seg_gen = v->seg_gen;
+        en.sgen = shadow_generation();
+        en.valid = 1;
+        if (rl.active) {
+            /* Re-base each relocated segment so its access lands on its
+             * aliases, and let its checks pass there (H:050). */
+            for (int j = 0; j < rl.n; j++) {
+                int sr = rl.r[j].seg;
+                struct seg *sg = &v->seg[sr];
+                u32 attr = (sg->attr | SEG_S | SEG_P | STA_A) & ~(3u << 5);
+                if (sr == SEG_CS)
+                    attr |= STA_R;
+                else if (sr == SEG_SS || sg->mode != SM_PROT)
+                    attr = (attr & ~(STA_X | STA_E)) | STA_W;
+                vmm_gdt[GDT_CACHED + sr] = desc_make(sg->base + alias_va(j, 0) - rl.r[j].la_page, 0xffffffff,
+                                                     attr | (bt_ring << 5));
+                en.sel[sr] = SEL(GDT_CACHED + sr, bt_ring);
+                tcdata.bias[sr] = sg->base + 0x80000000u - rl.r[j].la_page;
+            }
+            en.valid = 0;
         }
-        hw_gen = ~0u;
     }
-    f->ss = hw_sel[SEG_SS];
-    f->ds = hw_sel[SEG_DS];
-    f->es = hw_sel[SEG_ES];
-    f->fs = hw_sel[SEG_FS];
+    f->ss = en.sel[SEG_SS];
+    f->ds = en.sel[SEG_DS];
+    f->es = en.sel[SEG_ES];
+    f->fs = en.sel[SEG_FS];
     f->gs = SEL(GDT_BT_GS, bt_ring);
-    tcdata.sel_gs = hw_sel[SEG_GS];
-    tcdata.sel_cs = hw_sel[SEG_CS];
-    for (int s = 0; s < NSEG; s++)
-        tcdata.bias[s] = v->seg[s].base + 0x80000000u;
-    if (rl.active)
-        for (int j = 0; j < rl.n; j++)
-            tcdata.bias[rl.r[j].seg] = v->seg[rl.r[j].seg].base + 0x80000000u - rl.r[j].la_page;
-    tcdata.bnd[0] = (s32)0x80000000;
-    tcdata.bnd[1] = (s32)(0x80000000u + VMM_BASE - MARGIN - 1);
+    tcdata.sel_gs = en.sel[SEG_GS];
+    tcdata.sel_cs = en.sel[SEG_CS];
+    vmm_tss.esp0 = (u32)&f->v86_es;
+    host_cr0(v);
+    mmu_de_view(0);
+}
+
+/* Enter unit b and run until the guest exits for something the monitor
+ * must see; hidden page faults are filled and the unit resumed. */
+static void
+run_block(struct vcpu *v, struct block *b, int step)
+{
+    struct frame *f = &v->f;
+    enter_setup(v, b, step);
     if (bt_checks && !b->code32)
         for (int s = 0; s < NSEG; s++)
             if (s != SEG_CS && (v->seg[s].attr & SEG_P) && (u64)v->seg[s].base + 0x10000 + MARGIN > VMM_BASE) {
@@ -1151,9 +2253,6 @@ run_block(struct vcpu *v, struct block *b, int step)
                         "a segment", v->seg[s].base);
                 return;
             }
-    vmm_tss.esp0 = (u32)&f->v86_es;
-    host_cr0(v);
-    mmu_de_view(0);
     v->st.bt_entries++;
     u32 esp_hi = f->esp & 0xffff0000;
     int at_insn = 0;
@@ -1189,22 +2288,31 @@ run_block(struct vcpu *v, struct block *b, int step)
             int r = mmu_page_fault(v, rcr2(), f->err);
             if (r == PF_HIDDEN)
                 continue;       /* hidden: resume the unit where it faulted */
+            u32 off = b->code32 ? f->eip - (u32)tc : f->eip;
+            struct block *cur = find_block(b->code32, off);
+            int ins = 0;
+            if (cur)
+                tc_to_guest(cur, off - cur->tc, &ins);
             if (r == PF_TRACED) {
+                if (cur && !step)
+                    adapt_trap(v, cur, ins);
                 f->eflags |= EFLAGS_TF;
                 continue;       /* (a write that straddles two traced pages comes here twice) */
             }
             if (r == STOP)
                 return;
             if (r == PF_WINDOW) {
-                struct block *cur = find_block(b->code32, b->code32 ? f->eip - (u32)tc : f->eip);
                 u32 save = v->eip;
-                if (cur)
-                    v->eip = (cur->eip + tc_to_guest(cur, (b->code32 ? f->eip - (u32)tc : f->eip) - cur->tc)) &
-                             (b->code32 ? ~0u : 0xffff);
+                if (cur) {
+                    v->eip = (cur->eip + tc_to_guest(cur, off - cur->tc, &ins)) & (b->code32 ? ~0u : 0xffff);
+                    precise_regs(v, cur, ins, off - cur->tc);
+                }
                 v->eflags = (v->eflags & ~HW_FLAGS) | (f->eflags & HW_FLAGS);
                 bt_window_fault(v, rcr2());
                 v->eip = save;
                 f->trapno = T_RELOC;
+                if (cur && !step)
+                    adapt_trap(v, cur, ins);
                 break;
             }
             /* true: walk() left the guest's #PF pending for exit_block */
@@ -1232,7 +2340,7 @@ run_block(struct vcpu *v, struct block *b, int step)
         reloc_finish(v);
     if (rcr4() & CR4_TSD)
         lcr4(rcr4() & ~CR4_TSD);
-    v->eflags = (v->eflags & ~HW_FLAGS) | (f->eflags & HW_FLAGS);
+    v->eflags = (v->eflags & ~(HW_FLAGS | EFLAGS_IF)) | (f->eflags & HW_FLAGS) | tcdata.vif;
     /* With a 16-bit stack segment, IRET into the guest loads only SP;
      * the upper half of ESP keeps the monitor's (SDM Vol. 2A, IRET; the
      * reason for Linux's "espfix").  The guest's upper half is its own. */
@@ -1240,65 +2348,137 @@ run_block(struct vcpu *v, struct block *b, int step)
         f->esp = esp_hi | (f->esp & 0xffff);
 }
 
+/* May translated code go on after this exit without a new decision?  At
+ * CPL 0 the decision would choose translation again (vmm.c, D:010). */
+static int
+still_kernel(struct vcpu *v)
+{
+    return !v->stop_reason && v->cpl == 0 && (v->cr0 & CR0_PE) && !(v->eflags & (EFLAGS_VM | EFLAGS_TF)) &&
+           !rl.pending && v->seg[SEG_CS].base + v->eip < VMM_BASE - PGSIZE;
+}
+
 /* After an exit from translated code that was entered at unit b (and
  * may have run on through chained units): put the guest state back at an
- * instruction boundary and handle what made it exit. */
-static void
-exit_block(struct vcpu *v, struct block *entered)
+ * instruction boundary and handle what made it exit.  Returns 1 if
+ * translated code may go on at once (B:070); *fill is set after a
+ * dispatch miss, to the kind of table to fill (C:030). */
+static int
+exit_block(struct vcpu *v, struct block *entered, int *fill)
 {
     struct frame *f = &v->f;
     int code32 = entered->code32;
     u32 off = code32 ? f->eip - (u32)tc : f->eip;
     u32 trap = f->trapno;
+    int ins;
 
+    *fill = 0;
     if (trap == T_ENTRYFAIL) {
         vm_stop(v, "could not enter translated code (vector %d, error %x)", f->err >> 16, f->err & 0xffff);
-        return;
+        return 0;
     }
     if (trap == T_CALLOUT) {
         u8 *r = cache_of(code32) + off;
         u32 rec = r[0] | (r[1] << 8) | (r[2] << 16) | ((u32)r[3] << 24);
-        int kind = rec & 3;
+        int kind = REC_KIND(rec), i = REC_INSN(rec);
         if (off + 4 > (code32 ? TC_SIZE : TC16_SIZE) ||
-            ((rec >> 2) >= (u32)nblocks && (rec >> 2) != STEP_BLOCK) || kind == 3)
+            (REC_UNIT(rec) >= (u32)nblocks && REC_UNIT(rec) != STEP_BLOCK) || kind == R_CHECK)
             panic("callout from TC offset %x with a bad record %x", off, rec);
-        struct block *b = &blocks[rec >> 2];
+        struct block *b = &blocks[REC_UNIT(rec)];
+        u32 mask = code32 ? ~0u : 0xffff;
         v->st.callout_exits++;
-        if (kind == 0) {
-            v->eip = (b->eip + b->goff[b->ninsn]) & (code32 ? ~0u : 0xffff);
-            emulate_one(v);     /* NOT_EMULATED: rewritten since; retranslated next */
-        } else {
-            v->eip = b->exit[kind - 1].target;
-            chain(v, b, kind - 1);
+        switch (kind) {
+        case R_EMULATE: {
+            v->eip = (b->eip + b->goff[b->ninsn]) & mask;
+            /* The terminator as decoded at translation, unless the unit
+             * rewrote it meanwhile (NOT_EMULATED then: it is an ordinary
+             * instruction now, translated next). */
+            int t = (b - blocks) % NTERM;
+            if (b->valid && term_cache[t].serial == b->serial)
+                emulate_insn(v, &term_cache[t].in);
+            else
+                emulate_one(v);
+            break;
         }
-        return;
+        case R_EXIT0:
+        case R_EXIT1:
+            v->eip = b->exit[kind - R_EXIT0].target;
+            chain(v, b, kind - R_EXIT0);
+            break;
+        case R_MISS: {
+            /* The indirect branch is done; its target was not in the
+             * table (C:030).  Which table: the one the dispatching
+             * instruction reads. */
+            f->ecx = tcdata.save_ecx;
+            v->eip = tcdata.ind_target;
+            v->st.dispatch_miss++;
+            *fill = i == 0 ? K_RET : K_IND;
+            break;
+        }
+        case R_IRQ:
+            /* STI or POPF set IF with a virtual interrupt waiting: the
+             * main loop delivers it, after STI's one-instruction shadow. */
+            f->ecx = tcdata.save_ecx;
+            v->eip = (b->eip + b->goff[i + 1]) & mask;
+            v->intr_shadow = b->kind[i] == K_STI;
+            return 0;
+        case R_POPF:
+            f->eax = tcdata.save_eax;
+            v->eip = (b->eip + b->goff[i]) & mask;
+            emulate_one(v);
+            break;
+        case R_ADAPT: {
+            v->eip = (b->eip + b->goff[b->ninsn]) & mask;
+            int t = (b - blocks) % NTERM, special = 0, r2 = NOT_EMULATED;
+            if (b->valid && term_cache[t].serial == b->serial)
+                r2 = emulate_data(v, &term_cache[t].in, &special);
+            struct adapt *a = adapt_find(b->pa + b->goff[b->ninsn], 0);
+            if (r2 == NOT_EMULATED || !a) {
+                if (a)
+                    a->emulate = 0;
+                drop_unit(v, b);
+                break;
+            }
+            if (special)
+                a->clean = 0;
+            else if (++a->clean >= ADAPT_BACK) {
+                a->emulate = 0;
+                a->hits = 0;
+                v->st.unadapted++;
+                drop_unit(v, b);
+            }
+            break;
+        }
+        }
+        return still_kernel(v);
     }
     struct block *b = find_block(code32, off);
     if (!b)
         panic("exit %d at TC offset %x belongs to no unit", trap, off);
-    v->eip = (b->eip + tc_to_guest(b, off - b->tc)) & (code32 ? ~0u : 0xffff);
+    v->eip = (b->eip + tc_to_guest(b, off - b->tc, &ins)) & (code32 ? ~0u : 0xffff);
     if (trap == T_TRACED)
-        return;                 /* the unit's code changed: retranslate from v->eip */
+        return still_kernel(v);         /* the unit's code changed: retranslate from v->eip */
     if (trap == T_RELOC) {
-        v->eip = rl.geip;       /* the next step runs it relocated */
-        return;
+        v->eip = rl.geip;               /* the next step runs it relocated */
+        return 0;
     }
+    precise_regs(v, b, ins, off - b->tc);
     if (trap == T_DB) {
         /* Single-stepping (bt_step): TF was set only for this unit. */
         u32 dr6 = rdr6();
         ldr6(0);
         emulate_deliver_debug(v, dr6 & 0x400f ? dr6 & 0x400f : 0x4000);
-        return;
+        return 0;
     }
     if (trap < 32) {
-        /* A fault in an IDENT instruction: the guest's own.  A true #PF
-         * is already pending, with the guest's error code (mmu.c). */
+        /* A fault in the guest's own code: a true #PF is already
+         * pending, with the guest's error code (mmu.c). */
         if (trap != T_PF)
             raise_fault(v, trap, f->err);
         emulate_deliver_pending(v);
-        return;
+        return still_kernel(v);
     }
     /* A host interrupt: nothing to do for the guest yet. */
+    return 0;
 }
 
 /* Translate the one instruction at the guest's CS:EIP into the
@@ -1312,10 +2492,20 @@ translate_step(struct vcpu *v)
         emulate_deliver_pending(v);
         return NULL;
     }
-    if (tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE)
+    int ctx = ctx_of(v);
+    if (tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE) {
         bt_flush("full");
+        ctx = ctx_of(v);
+    }
     tc_open();
-    struct block *b = translate(v, pa, &blocks[STEP_BLOCK], 1);
+    set_tr_base(v);
+    if (rl.active || rl.pending) {
+        for (int j = 0; j < rl.n; j++)
+            tr_base[rl.r[j].seg] = v->seg[rl.r[j].seg].base - rl.r[j].la_page;
+        tr_relocated = 1;
+    }
+    struct block *b = translate(v, pa, &blocks[STEP_BLOCK], 1, ctx);
+    tr_relocated = 0;
     tc_close();
     if (!b)
         emulate_deliver_pending(v);
@@ -1333,8 +2523,9 @@ bt_step(struct vcpu *v)
     if (!b)
         return;
     run_block(v, b, 1);
+    int fill;
     if (!v->stop_reason)
-        exit_block(v, b);
+        exit_block(v, b, &fill);
 }
 
 /* Run the instruction at v->eip once, alone, single-stepped, with the
@@ -1343,12 +2534,12 @@ bt_step(struct vcpu *v)
 static void
 relocated_step(struct vcpu *v)
 {
-    rl.pending = 0;
     v->st.relocated++;
     struct block *b = translate_step(v);
+    rl.pending = 0;
     if (!b)
         return;
-    if (b->ninsn != 1) {
+    if (b->ninsn != 1 || (b->kind[0] != K_IDENT && b->kind[0] != K_WRAP)) {
         /* Not an IDENT instruction: the emulator reaches any address
          * through the guest's own tables. */
         emulate_one(v);
@@ -1362,17 +2553,20 @@ relocated_step(struct vcpu *v)
     if (v->f.trapno == T_DB) {
         struct frame *f = &v->f;
         u32 off = (b->code32 ? f->eip - (u32)tc : f->eip) - b->tc;
+        int ins;
         ldr6(0);
-        v->eip = (b->eip + tc_to_guest(b, off)) & (b->code32 ? ~0u : 0xffff);
+        v->eip = (b->eip + tc_to_guest(b, off, &ins)) & (b->code32 ? ~0u : 0xffff);
         if (tf)
             emulate_deliver_debug(v, 0x4000);
         return;
     }
-    exit_block(v, b);
+    int fill;
+    exit_block(v, b, &fill);
 }
 
-/*B:000 Run the guest by translation until it needs the monitor: one
- * unit, then its callout or fault. :*/
+/*B:000 Run the guest by translation until it needs the monitor: a unit,
+ * then whatever made it exit, and on again while the guest stays in the
+ * kernel (B:070). :*/
 void
 bt_run(struct vcpu *v)
 {
@@ -1389,7 +2583,59 @@ bt_run(struct vcpu *v)
         emulate_deliver_pending(v);
         return;
     }
-    run_block(v, b, 0);
-    if (!v->stop_reason)
-        exit_block(v, b);
+    for (;;) {
+        run_block(v, b, 0);
+        if (v->stop_reason)
+            return;
+        int fill;
+        if (!exit_block(v, b, &fill))
+            return;
+        v->st.bt_continued++;
+        b = lookup(v);
+        if (!b) {
+            emulate_deliver_pending(v);
+            return;
+        }
+        if (fill)
+            dispatch_fill(v, b, fill);
+    }
+}
+
+/*B:080 The translation dump (`make tcdump`): with count=1 every 32-bit
+ * unit counts its entries; at exit the monitor writes the hottest n to
+ * COM2 - the guest bytes, the translation, and where each guest
+ * instruction's translation starts - for tests/tcdump.sh to disassemble
+ * side by side. :*/
+void
+bt_dump(int n)
+{
+    static u8 done[MAXBLOCKS];
+    memset(done, 0, sizeof done);
+    cprintf("tcdump: %d units, %u bytes of 32-bit translation cache in use\n", nblocks, tc_used);
+    for (int k = 0; k < n; k++) {
+        int best = -1;
+        for (int j = 0; j < nblocks; j++)
+            if (!done[j] && blocks[j].code32 && tcdata.count[j] &&
+                (best < 0 || tcdata.count[j] > tcdata.count[best]))
+                best = j;
+        if (best < 0)
+            break;
+        done[best] = 1;
+        struct block *b = &blocks[best];
+        u8 g[16 * MAXI];
+        u32 glen = b->glen > sizeof g ? sizeof g : b->glen;
+        gpa_read(b->pa, g, glen);
+        cprintf("tcdump unit %d eip=%08x pa=%08x count=%u ninsn=%d%s\n", best, b->eip, b->pa,
+                tcdata.count[best], b->ninsn, b->valid ? "" : " (invalid)");
+        cprintf("tcdump guest");
+        for (u32 j = 0; j < glen; j++)
+            cprintf(" %02x", g[j]);
+        cprintf("\ntcdump marks");
+        for (int j = 0; j <= b->ninsn && j <= MAXI; j++)
+            cprintf(" %u:%u:%u", b->goff[j], b->cend[j], b->tend[j]);
+        cprintf("\ntcdump tc");
+        for (u32 j = 0; j < b->tclen; j++)
+            cprintf(" %02x", tc[b->tc + j]);
+        cprintf("\n");
+    }
 }

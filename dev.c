@@ -200,6 +200,23 @@ kbc_write(struct vcpu *v, int cmdport, u8 val)
     }
 }
 
+/* Is a virtual interrupt waiting for the guest to set IF?  (Translated
+ * STI and POPF check, bt.c.)  No device raises one yet. */
+int
+dev_irq_pending(struct vcpu *v)
+{
+    (void)v;
+    return 0;
+}
+
+/* A port no device answers: reads give all ones, writes vanish, as on an
+ * empty ISA bus.  Translated code emulates such accesses inline (bt.c). */
+int
+dev_port_is_empty(u16 port)
+{
+    return port == 0x80;
+}
+
 /* ---- Dispatch ---- */
 
 static u8

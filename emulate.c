@@ -494,8 +494,10 @@ task_switch(struct vcpu *v, u16 sel, struct desc td, int source, u32 next_eip)
     v->tr.base = base;
     v->tr.limit = limit;
     v->tr.attr = attr & ~2u;                    /* as it was loaded: available */
-    if (v->cr0 & CR0_PG)
+    if ((v->cr0 & CR0_PG) && v->cr3 != n[0x1c / 4]) {
         v->cr3 = n[0x1c / 4];
+        mmu_code_mappings_changed();
+    }
     v->eip = n[0x20 / 4];
     v->eflags = (eflags & 0x277fd5) | EFLAGS_FIXED;       /* all but VIF, VIP */
     f->eax = n[10], f->ecx = n[11], f->edx = n[12], f->ebx = n[13];
@@ -1042,6 +1044,56 @@ do_iret(struct vcpu *v, struct insn *in, u32 next)
     if (r != OK)
         return r;
     eflags_load(v, fl, mask, size);
+    return OK;
+}
+
+/*E:070 Ordinary data moves, for adaptive translation (bt.c, B:060): MOV
+ * between a register or an immediate and memory, and XCHG with memory,
+ * carried out against the guest's own page tables.  Like the CPU under
+ * the monitor (QEMU), which checks no segment limit or type on ordinary
+ * accesses, only paging is checked here.  A write to a traced page tells
+ * its owners (gpa_write); one to the guest's own mappings in the
+ * monitor's top 4 MiB goes where the guest's page tables say.  *special
+ * tells the caller whether the access met either. :*/
+int
+emulate_data(struct vcpu *v, struct insn *in, int *special)
+{
+    u32 op = in->map == 0 ? in->op : 0x100 | in->op;
+    int size = (op & 1) ? in->opsize : 1, seg;
+    u32 off;
+    if (op >= 0xa0 && op <= 0xa3) {
+        seg = in->seg >= 0 ? in->seg : SEG_DS;
+        off = in->adsize == 2 ? in->imm & 0xffff : in->imm;
+    } else if ((op == 0x88 || op == 0x89 || op == 0x8a || op == 0x8b || op == 0xc6 || op == 0xc7 ||
+                op == 0x86 || op == 0x87) && in->has_modrm && in->mod != 3) {
+        emulate_ea(v, in, &seg, &off);
+    } else {
+        return NOT_EMULATED;
+    }
+    u32 la = v->seg[seg].base + off, val = 0;
+    int acc = v->cpl == 3 ? ACC_U : 0;
+    gpa_t pa;
+    int load = op == 0x8a || op == 0x8b || op == 0xa0 || op == 0xa1;
+    if (mmu_translate(v, la, acc | (load ? 0 : ACC_W), &pa) != OK)
+        return emulate_deliver_pending(v);
+    *special = trace_is_traced(pa) || la >= VMM_BASE - 0x1000 || (u64)la + size > VMM_BASE - 0x1000;
+    if (op == 0x86 || op == 0x87 || load) {
+        if (vmem_read(v, la, &val, size, acc) != OK)
+            return emulate_deliver_pending(v);
+    }
+    u32 out;
+    if (load) {
+        reg_set(v, (op >= 0xa0) ? 0 : in->reg, size, val);
+    } else {
+        out = op == 0xc6 || op == 0xc7 ? in->imm : op >= 0xa0 ? reg_get(v, 0, size) : reg_get(v, in->reg, size);
+        if (vmem_write(v, la, &out, size, acc | ACC_W) != OK)
+            return emulate_deliver_pending(v);
+        if (op == 0x86 || op == 0x87)
+            reg_set(v, in->reg, size, val);
+    }
+    u32 next = v->eip + in->len;
+    v->eip = vcpu_code32(v) ? next : next & 0xffff;
+    v->st.callouts[E_NONE]++;
     return OK;
 }
 
@@ -1762,21 +1814,27 @@ emu_mov_cr(struct vcpu *v, struct insn *in, u32 next)
         if ((val & CR0_NW) && !(val & CR0_CD))
             return raise_gp(v, 0);
         val |= CR0_ET;
-        if ((val ^ v->cr0) & (CR0_PG | CR0_WP | CR0_PE))
+        if ((val ^ v->cr0) & (CR0_PG | CR0_WP | CR0_PE)) {
             mmu_flush(v);
+            mmu_code_mappings_changed();
+        }
         v->cr0 = val;
         break;
     case 2:
         v->cr2 = val;
         break;
     case 3:
+        if (val != v->cr3)
+            mmu_code_mappings_changed();
         v->cr3 = val;
         break;
     case 4:
         if (val & ~CR4_VALID)
             return raise_gp(v, 0);
-        if ((val ^ v->cr4) & (CR4_PSE | CR4_PAE | CR4_PGE))
+        if ((val ^ v->cr4) & (CR4_PSE | CR4_PAE | CR4_PGE)) {
             mmu_flush(v);
+            mmu_code_mappings_changed();
+        }
         v->cr4 = val;
         break;
     }
@@ -1896,6 +1954,7 @@ static const emu_fn emu_table[E_COUNT] = {
 };
 
 const char *emu_names[E_COUNT] = {
+    [E_NONE] = "data move (adapted)",
     [E_JCC] = "jcc", [E_JMP] = "jmp", [E_CALL] = "call", [E_RET] = "ret", [E_RETF] = "retf",
     [E_IRET] = "iret", [E_INT] = "int", [E_INT3] = "int3", [E_INTO] = "into", [E_INT1] = "int1",
     [E_LOOP] = "loop", [E_JCXZ] = "jcxz", [E_JMPF] = "jmpf", [E_CALLF] = "callf",
@@ -1921,30 +1980,41 @@ int
 emulate_one(struct vcpu *v)
 {
     struct insn in;
-    u32 tf = v->eflags & EFLAGS_TF;
     int r = fetch_decode(v, &in);
-    if (r == OK) {
-        u32 next = v->eip + in.len;
-        if (!vcpu_code32(v))
-            next &= 0xffff;
-        if (!in.info->emu || !emu_table[in.info->emu] || (in.flags & D_INVALID))
-            return NOT_EMULATED;
-        if ((in.flags & D_PRIV) && need_cpl0(v) != OK)
-            r = FAULT;
-        else
-            r = emu_table[in.info->emu](v, &in, next);
-        if (r == NOT_EMULATED)
-            return r;
-        v->st.callouts[in.info->emu]++;
-        if (opt_log & LOG_CALLOUT)
-            cprintf("callout: %s at %08x -> %d\n", in.info->name, v->eip, r);
-        /* A single-step trap follows any instruction that began with TF
-         * set, except a software interrupt, whose handler starts with TF
-         * clear (SDM Vol. 3A §17.3.1.4). */
-        int soft = in.info->emu == E_INT || in.info->emu == E_INT3 || in.info->emu == E_INTO;
-        if (r == OK && tf && !soft)
-            emulate_deliver_debug(v, 0x4000);
-    }
+    if (r == FAULT)
+        return emulate_deliver_pending(v);
+    return emulate_insn(v, &in);
+}
+
+/* The same for an instruction already decoded: the terminator of a
+ * translation unit, decoded when it was translated (bt.c).  Its bytes are
+ * still the guest's: a write to them would have dropped the unit. */
+int
+emulate_insn(struct vcpu *v, struct insn *inp)
+{
+    struct insn in = *inp;
+    u32 tf = v->eflags & EFLAGS_TF;
+    int r;
+    u32 next = v->eip + in.len;
+    if (!vcpu_code32(v))
+        next &= 0xffff;
+    if (!in.info->emu || !emu_table[in.info->emu] || (in.flags & D_INVALID))
+        return NOT_EMULATED;
+    if ((in.flags & D_PRIV) && need_cpl0(v) != OK)
+        r = FAULT;
+    else
+        r = emu_table[in.info->emu](v, &in, next);
+    if (r == NOT_EMULATED)
+        return r;
+    v->st.callouts[in.info->emu]++;
+    if (opt_log & LOG_CALLOUT)
+        cprintf("callout: %s at %08x -> %d\n", in.info->name, v->eip, r);
+    /* A single-step trap follows any instruction that began with TF
+     * set, except a software interrupt, whose handler starts with TF
+     * clear (SDM Vol. 3A §17.3.1.4). */
+    int soft = in.info->emu == E_INT || in.info->emu == E_INT3 || in.info->emu == E_INTO;
+    if (r == OK && tf && !soft)
+        emulate_deliver_debug(v, 0x4000);
     if (r == FAULT)
         return emulate_deliver_pending(v);
     return r;

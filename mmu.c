@@ -147,6 +147,56 @@ mmu_set_a20(struct vcpu *v, int on)
         return;
     a20_mask = m;
     mmu_flush(v);               /* every shadow mapping may have changed */
+    mmu_code_mappings_changed();
+}
+
+/*T:075 The mappings of translated code.  The translator links units
+ * across pages and caches where guest code lives, which holds only while
+ * the guest maps those code pages as it did (bt.c, C:020).  So the frames
+ * of the page directory and page tables behind code the translator uses
+ * are traced like any shadowed page table (TR_PT), and this generation
+ * number moves whenever such an entry may have changed: a write to one of
+ * those frames, INVLPG, a new CR3, a change of paging mode or of A20. :*/
+static u32 code_gen = 1;
+#define NCODE_PT 64
+static gpa_t code_pt[NCODE_PT];         /* frames whose entries map translated code */
+static int ncode_pt;
+
+void
+mmu_code_mappings_changed(void)
+{
+    code_gen++;
+}
+
+u32
+mmu_code_generation(void)
+{
+    return code_gen;
+}
+
+static void
+note_code_pt(struct vcpu *v, gpa_t frame)
+{
+    for (int i = 0; i < ncode_pt; i++)
+        if (code_pt[i] == frame)
+            return;
+    if (ncode_pt == NCODE_PT) {
+        for (int i = 0; i < ncode_pt; i++)
+            trace_remove(code_pt[i], TR_PT);        /* pt_written still sees shadowed ones */
+        ncode_pt = 0;
+        code_gen++;
+    }
+    code_pt[ncode_pt++] = frame;
+    trace_add(v, frame, TR_PT);
+}
+
+static int
+is_code_pt(gpa_t frame)
+{
+    for (int i = 0; i < ncode_pt; i++)
+        if (code_pt[i] == frame)
+            return 1;
+    return 0;
 }
 
 int
@@ -218,6 +268,7 @@ gpa_write32(gpa_t pa, u32 v)
 /* ---- The guest's page tables ---- */
 
 struct walk {
+    gpa_t pdea, ptea;   /* the entries used (ptea 0 for a 4 MiB page or no paging) */
     gpa_t pa;
     int writable;       /* may this access's privilege write the page? */
     int dirty;          /* the guest's D bit, after this access */
@@ -238,6 +289,7 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
     u32 err = (write ? PFE_W : 0) | (user ? PFE_U : 0);
 
     w->big = 0;
+    w->pdea = w->ptea = 0;
     if (!(v->cr0 & CR0_PG)) {
         w->pa = la & a20_mask;
         w->writable = 1;
@@ -246,6 +298,7 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
         return OK;
     }
     gpa_t pdea = ((v->cr3 & PTE_FRAME) + (la >> PDXSHIFT) * 4) & a20_mask;
+    w->pdea = pdea;
     u32 pde = gpa_read32(pdea);
     if (!(pde & PTE_P))
         return raise_pf(v, la, err);
@@ -267,6 +320,7 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
     if (!(pde & PTE_A) && !(acc & ACC_PEEK))
         gpa_write32(pdea, pde |= PTE_A);
     gpa_t ptea = ((pde & PTE_FRAME) + ((la >> PGSHIFT) & 0x3ff) * 4) & a20_mask;
+    w->ptea = ptea;
     u32 pte = gpa_read32(ptea);
     if (!(pte & PTE_P))
         return raise_pf(v, la, err);
@@ -290,6 +344,22 @@ mmu_translate(struct vcpu *v, gva_t la, int acc, gpa_t *pa)
     struct walk w;
     if (walk(v, la, acc, &w) != OK)
         return FAULT;
+    *pa = w.pa;
+    return OK;
+}
+
+/* The same for a fetch the translator will remember (T:075): the frames
+ * of the entries used are traced from now on. */
+int
+mmu_translate_code(struct vcpu *v, gva_t la, int acc, gpa_t *pa)
+{
+    struct walk w;
+    if (walk(v, la, acc, &w) != OK)
+        return FAULT;
+    if (w.pdea)
+        note_code_pt(v, w.pdea & PTE_FRAME);
+    if (w.ptea)
+        note_code_pt(v, w.ptea & PTE_FRAME);
     *pa = w.pa;
     return OK;
 }
@@ -349,7 +419,7 @@ static void de_view_init(void);
  * Every guest page that a SP_PD or SP_PT shadows carries a TR_PT trace:
  * a guest write to a PDE or PTE zaps the shadow entries made from it,
  * and the next access refills them (the hidden fault). :*/
-#define POOL_PAGES 320
+#define POOL_PAGES 256
 static u32 pool[POOL_PAGES][1024] __attribute__((aligned(PGSIZE)));
 enum { SP_FREE = 0, SP_PD, SP_PT, SP_BIG };
 static struct spage {
@@ -471,6 +541,8 @@ static void
 pt_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
 {
     gpa_t page = pa & PTE_FRAME;
+    if (is_code_pt(page))
+        code_gen++;
     u32 first = (pa & 0xfff) / 4, last = ((pa & 0xfff) + n - 1) / 4;
     for (int i = 0; i < POOL_PAGES; i++) {
         if ((sp[i].kind != SP_PD && sp[i].kind != SP_PT) || (sp[i].key & PTE_FRAME) != page ||
@@ -605,6 +677,7 @@ mmu_hw_cr3(struct vcpu *v)
 void
 mmu_invlpg(struct vcpu *v, gva_t la)
 {
+    code_gen++;
     if (la < VMM_BASE)
         for (int f = 0; f < 2; f++) {
             if (cur_pd[f] < 0)

@@ -28,6 +28,7 @@ static int opt_checks = -1;     /* checks=0 or checks=1 on the command line */
 static int opt_ring;            /* ring=1 or ring=3 on the command line; 0: decide */
 u32 opt_mem_mb = 64;
 int opt_boot = BOOT_AUTO;
+int opt_chain = 1, opt_inline = 1, opt_adapt = 1, opt_count, opt_direct = 1, opt_tcdump;
 u32 opt_log;
 
 /* The monitor's descriptor tables.  vmm_gdt's low part is the shadow GDT
@@ -479,6 +480,8 @@ vmm_decide(struct vcpu *v)
         why = WHY_WINDOW;       /* the instruction runs relocated (bt.c), or the code lies there */
     else if (!(v->cr0 & CR0_PE))
         why = WHY_REAL;
+    else if (!opt_direct)
+        why = WHY_OFF;
     else if (v->eflags & EFLAGS_VM)
         why = vcpu_iopl(v) == 3 ? WHY_V86_IOPL : WHY_DIRECT;
     else if (cpl != 3)
@@ -537,6 +540,7 @@ const char *why_names[WHY_COUNT] = {
     [WHY_SEG] = "non-reversible segment",
     [WHY_UNSHADOWED] = "unshadowed segment",
     [WHY_WINDOW] = "access to the monitor's region",
+    [WHY_OFF] = "direct execution off (direct=0)",
 };
 
 /* ------------------------------------------------------------------ */
@@ -590,14 +594,19 @@ vmm_stats(struct vcpu *v)
             s->hidden_pf, s->true_pf, s->shadow_flushes);
     cprintf("stat reflected=%u io_exits=%u gdt_syncs=%u\n", s->reflected, s->io_exits, s->gdt_syncs);
     cprintf("stat segments translated code loaded from shadow=%u cached=%u\n", s->seg_shadow, s->seg_cached);
-    cprintf("stat checks inline=%u callout=%u tripped=%u relocated=%u\n", s->checks_inline,
-            s->checks_callout, s->checks_tripped, s->relocated);
+    cprintf("stat checks inline=%u callout=%u tripped=%u relocated=%u elided=%u reg=%u reguessed=%u\n",
+            s->checks_inline, s->checks_callout, s->checks_tripped, s->relocated, s->checks_elided,
+            s->checks_reg, s->checks_reguessed);
+    cprintf("stat inline emitted=%u io=%u indirect=%u dispatch_filled=%u dispatch_miss=%u\n",
+            s->inline_emitted, s->io_inline, s->indirect_emitted, s->dispatch_filled, s->dispatch_miss);
+    cprintf("stat links chained_xpage=%u xlinks_undone=%u adapted=%u unadapted=%u continued=%u\n",
+            s->chained_xpage, s->xlinks_undone, s->adapted, s->unadapted, s->bt_continued);
     for (int i = 0; i < 256; i++)
         if (s->traps[i])
             cprintf("stat trap %d %s %u\n", i,
                     i < 32 && vector_names[i] ? vector_names[i] : i == T_CALLOUT ? "callout" : "irq",
                     s->traps[i]);
-    for (int i = 1; i < E_COUNT; i++)
+    for (int i = 0; i < E_COUNT; i++)
         if (s->callouts[i])
             cprintf("stat callout %s %u\n", emu_names[i], s->callouts[i]);
     for (int i = 0; i < WHY_COUNT; i++)
@@ -623,6 +632,20 @@ parse_cmdline(const char *c)
         } else if (!memcmp(c, "boot=", 5)) {
             opt_boot = !memcmp(c + 5, "sector", 6) ? BOOT_SECTOR : !memcmp(c + 5, "rom", 3) ? BOOT_ROM :
                        !memcmp(c + 5, "multiboot", 9) ? BOOT_MULTIBOOT : BOOT_AUTO;
+        } else if (!memcmp(c, "chain=", 6)) {
+            opt_chain = c[6] == '1';
+        } else if (!memcmp(c, "inline=", 7)) {
+            opt_inline = c[7] == '1';
+        } else if (!memcmp(c, "adapt=", 6)) {
+            opt_adapt = c[6] == '1';
+        } else if (!memcmp(c, "direct=", 7)) {
+            opt_direct = c[7] == '1';
+        } else if (!memcmp(c, "tcdump=", 7)) {
+            u32 n = 0;
+            for (const char *d = c + 7; *d >= '0' && *d <= '9'; d++)
+                n = n * 10 + (*d - '0');
+            opt_tcdump = n;
+            opt_count = n > 0;
         } else if (!memcmp(c, "checks=", 7)) {
             opt_checks = c[7] == '1';
         } else if (!memcmp(c, "ring=", 5)) {

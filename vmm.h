@@ -71,6 +71,7 @@ enum why_bt {
     WHY_SEG,            /* a segment register is non-reversible */
     WHY_UNSHADOWED,     /* a segment register has no shadow descriptor */
     WHY_WINDOW,         /* the next instruction touches the monitor's region */
+    WHY_OFF,            /* direct execution switched off (an ablation) */
     WHY_COUNT
 };
 
@@ -103,6 +104,19 @@ struct stats {
     u32 checks_callout;     /* ... and as callouts to the monitor */
     u32 checks_tripped;     /* checks that fired: an access at or near the monitor */
     u32 relocated;          /* instructions run relocated or unchecked, one step each */
+    u32 checks_elided;      /* memory accesses proven clear of the monitor: no check */
+    u32 checks_reg;         /* ... checked by one BOUND on their base register */
+    u32 checks_reguessed;   /* ... of which the guess of the register's sign was wrong */
+    u32 inline_emitted;     /* privileged or sensitive instructions emulated in the TC */
+    u32 io_inline;          /* ... of them, accesses to ports with nothing behind them */
+    u32 indirect_emitted;   /* indirect branches dispatched in the TC */
+    u32 dispatch_filled;    /* dispatch entries made */
+    u32 dispatch_miss;      /* dispatches that found no entry */
+    u32 chained_xpage;      /* chains made across pages (included in chained) */
+    u32 xlinks_undone;      /* link-target pages whose mapping changed */
+    u32 adapted;            /* instructions retranslated as emulating callouts */
+    u32 unadapted;          /* ... and made IDENT again */
+    u32 bt_continued;       /* exits after which translated code went on at once */
 };
 
 struct vcpu {
@@ -132,6 +146,7 @@ struct vcpu {
     enum mode mode;                 /* the last decision (vmm.c) */
     enum why_bt why;                /* its reason */
     int delivering;                 /* nesting of exception delivery: #DF, triple fault */
+    int intr_shadow;                /* the instruction after STI (or MOV SS) runs before any interrupt */
     int halted;
     const char *stop_reason;        /* set once by vm_stop(); the guest never runs again */
     int stop_status;
@@ -184,6 +199,7 @@ extern u32 opt_mem_mb;
 extern int opt_boot;
 enum { BOOT_AUTO = 0, BOOT_MULTIBOOT, BOOT_SECTOR, BOOT_ROM };
 extern u32 opt_log;
+extern int opt_chain, opt_inline, opt_adapt, opt_count, opt_direct, opt_tcdump;
 #define LOG_DECIDE 0x1
 #define LOG_TRANSLATE 0x2
 #define LOG_FAULT 0x4
@@ -233,6 +249,9 @@ int gpa_write(gpa_t pa, const void *buf, u32 n);
 #define ACC_SYS 8       /* implicit supervisor access (descriptor tables, TSS) */
 #define ACC_PEEK 16     /* the monitor looking: no Accessed or Dirty updates */
 int mmu_translate(struct vcpu *v, gva_t la, int acc, gpa_t *pa);
+int mmu_translate_code(struct vcpu *v, gva_t la, int acc, gpa_t *pa);
+void mmu_code_mappings_changed(void);
+u32 mmu_code_generation(void);
 int vmem_read(struct vcpu *v, gva_t la, void *buf, u32 n, int acc);
 int vmem_write(struct vcpu *v, gva_t la, const void *buf, u32 n, int acc);
 int mmu_page_fault(struct vcpu *v, u32 cr2, u32 err);
@@ -313,6 +332,8 @@ int raise_fault(struct vcpu *v, int vector, u32 err);
 int raise_pf(struct vcpu *v, u32 cr2, u32 err);
 int raise_gp(struct vcpu *v, u32 err);
 int emulate_one(struct vcpu *v);
+int emulate_insn(struct vcpu *v, struct insn *in);
+int emulate_data(struct vcpu *v, struct insn *in, int *special);
 int emulate_deliver_pending(struct vcpu *v);
 int emulate_interrupt(struct vcpu *v, int vector, int soft, int has_err, u32 err, u32 next_eip);
 int emulate_fetch(struct vcpu *v, u32 eip, u8 *buf, int *avail);
@@ -333,12 +354,15 @@ void bt_run(struct vcpu *v);
 void bt_flush(const char *why);
 int bt_window_pending(void);
 void bt_window_fault(struct vcpu *v, u32 la);
+void bt_dump(int n);
 
 /* ---- dev.c: virtual devices ---- */
 void dev_init(void);
 int dev_in(struct vcpu *v, u16 port, int size, u32 *val);
 int dev_out(struct vcpu *v, u16 port, int size, u32 val);
 void log_putc(char c);
+int dev_irq_pending(struct vcpu *v);
+int dev_port_is_empty(u16 port);
 void dev_reset_state(int from_reset);
 
 /* ---- load.c: the guest loaders (Multiboot ELF) ---- */
