@@ -2168,6 +2168,7 @@ static struct {
     u32 seg_gen, sgen;
     int valid;
     u16 sel[NSEG];
+    struct seg seg[NSEG];       /* the registers they were made from */
 } en;
 
 static void
@@ -2194,13 +2195,17 @@ enter_setup(struct vcpu *v, struct block *b, int step)
     shadow_sync_for_bt(v);
     shadow_engine(0);
     if (!en.valid || en.seg_gen != v->seg_gen || en.sgen != shadow_generation() || rl.active) {
+        int all = !en.valid || en.sgen != shadow_generation() || rl.active;
         for (int s = 0; s < NSEG; s++) {
+            if (!all && !memcmp(&en.seg[s], &v->seg[s], sizeof en.seg[s]))
+                continue;               /* this register has not changed */
             int from_shadow;
             en.sel[s] = shadow_hw_selector(v, s, &from_shadow);
             if (from_shadow)
                 v->st.seg_shadow++;
             else if (en.sel[s])
                 v->st.seg_cached++;
+            en.seg[s] = v->seg[s];
             tcdata.sel[s] = v->seg[s].sel;
             tcdata.bias[s] = v->seg[s].base + 0x80000000u;
         }

@@ -1074,11 +1074,14 @@ emulate_data(struct vcpu *v, struct insn *in, int *special)
     int acc = v->cpl == 3 ? ACC_U : 0;
     gpa_t pa;
     int load = op == 0x8a || op == 0x8b || op == 0xa0 || op == 0xa1;
+    int one_page = (la & 0xfff) + size <= PGSIZE;
     if (mmu_translate(v, la, acc | (load ? 0 : ACC_W), &pa) != OK)
         return emulate_deliver_pending(v);
     *special = trace_is_traced(pa) || la >= VMM_BASE - 0x1000 || (u64)la + size > VMM_BASE - 0x1000;
     if (op == 0x86 || op == 0x87 || load) {
-        if (vmem_read(v, la, &val, size, acc) != OK)
+        if (one_page)
+            gpa_read(pa, &val, size);
+        else if (vmem_read(v, la, &val, size, acc) != OK)
             return emulate_deliver_pending(v);
     }
     u32 out;
@@ -1086,7 +1089,9 @@ emulate_data(struct vcpu *v, struct insn *in, int *special)
         reg_set(v, (op >= 0xa0) ? 0 : in->reg, size, val);
     } else {
         out = op == 0xc6 || op == 0xc7 ? in->imm : op >= 0xa0 ? reg_get(v, 0, size) : reg_get(v, in->reg, size);
-        if (vmem_write(v, la, &out, size, acc | ACC_W) != OK)
+        if (one_page)
+            gpa_write(pa, &out, size);  /* translated for writing above: A and D are set */
+        else if (vmem_write(v, la, &out, size, acc | ACC_W) != OK)
             return emulate_deliver_pending(v);
         if (op == 0x86 || op == 0x87)
             reg_set(v, in->reg, size, val);

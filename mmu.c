@@ -159,7 +159,10 @@ mmu_set_a20(struct vcpu *v, int on)
  * those frames, INVLPG, a new CR3, a change of paging mode or of A20. :*/
 static u32 code_gen = 1;
 #define NCODE_PT 64
-static gpa_t code_pt[NCODE_PT];         /* frames whose entries map translated code */
+static struct code_pt {
+    gpa_t frame;                        /* a page directory or page table */
+    u32 used[1024 / 32];                /* which of its entries map translated code */
+} code_pt[NCODE_PT];
 static int ncode_pt;
 
 void
@@ -174,29 +177,44 @@ mmu_code_generation(void)
     return code_gen;
 }
 
+/* Entry `e` (an address in guest-physical memory) maps translated code:
+ * trace its frame, with an owner of its own (TR_CMAP), and remember it. */
 static void
-note_code_pt(struct vcpu *v, gpa_t frame)
+note_code_entry(struct vcpu *v, gpa_t e)
 {
-    for (int i = 0; i < ncode_pt; i++)
-        if (code_pt[i] == frame)
-            return;
-    if (ncode_pt == NCODE_PT) {
-        for (int i = 0; i < ncode_pt; i++)
-            trace_remove(code_pt[i], TR_PT);        /* pt_written still sees shadowed ones */
-        ncode_pt = 0;
-        code_gen++;
+    gpa_t frame = e & PTE_FRAME;
+    u32 idx = (e & 0xfff) / 4;
+    struct code_pt *c = NULL;
+    for (int i = 0; i < ncode_pt && !c; i++)
+        if (code_pt[i].frame == frame)
+            c = &code_pt[i];
+    if (!c) {
+        if (ncode_pt == NCODE_PT) {
+            for (int i = 0; i < ncode_pt; i++)
+                trace_remove(code_pt[i].frame, TR_CMAP);
+            ncode_pt = 0;
+            code_gen++;         /* forgotten: every link is checked again */
+        }
+        c = &code_pt[ncode_pt++];
+        memset(c, 0, sizeof *c);
+        c->frame = frame;
+        trace_add(v, frame, TR_CMAP);
     }
-    code_pt[ncode_pt++] = frame;
-    trace_add(v, frame, TR_PT);
+    c->used[idx / 32] |= 1u << (idx % 32);
 }
 
-static int
-is_code_pt(gpa_t frame)
+/* A write to a page directory or page table behind translated code:
+ * the mappings moved only if one of the entries that map code changed. */
+static void
+cmap_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
 {
+    gpa_t frame = pa & PTE_FRAME;
+    u32 first = (pa & 0xfff) / 4, last = ((pa & 0xfff) + n - 1) / 4;
     for (int i = 0; i < ncode_pt; i++)
-        if (code_pt[i] == frame)
-            return 1;
-    return 0;
+        if (code_pt[i].frame == frame)
+            for (u32 e = first; e <= last && e < 1024; e++)
+                if (code_pt[i].used[e / 32] & (1u << (e % 32)))
+                    code_gen++;
 }
 
 int
@@ -357,9 +375,9 @@ mmu_translate_code(struct vcpu *v, gva_t la, int acc, gpa_t *pa)
     if (walk(v, la, acc, &w) != OK)
         return FAULT;
     if (w.pdea)
-        note_code_pt(v, w.pdea & PTE_FRAME);
+        note_code_entry(v, w.pdea);
     if (w.ptea)
-        note_code_pt(v, w.ptea & PTE_FRAME);
+        note_code_entry(v, w.ptea);
     *pa = w.pa;
     return OK;
 }
@@ -537,22 +555,39 @@ sp_get(struct vcpu *v, u32 key, int kind, int flavour)
 
 /* A guest write to a page the shadows are made from: zap the shadow
  * entries made from the entries it changed. */
+static int
+sp_find(u32 key, int kind, int flavour)
+{
+    for (s16 i = sp_hash[sp_hashof(key, kind, flavour)]; i >= 0; i = sp[i].hnext)
+        if (sp[i].key == key && sp[i].kind == kind && sp[i].flavour == flavour)
+            return i;
+    return -1;
+}
+
 static void
 pt_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
 {
     gpa_t page = pa & PTE_FRAME;
-    if (is_code_pt(page))
-        code_gen++;
     u32 first = (pa & 0xfff) / 4, last = ((pa & 0xfff) + n - 1) / 4;
-    for (int i = 0; i < POOL_PAGES; i++) {
-        if ((sp[i].kind != SP_PD && sp[i].kind != SP_PT) || (sp[i].key & PTE_FRAME) != page ||
-            (sp[i].kind == SP_PD && sp[i].key == KEY_NOPAGING))
+    int zapped = 0;
+    /* The shadows made from this page: as a directory (either flavour),
+     * or as a page table reached through PDEs with any U/W bits. */
+    for (int k = 0; k < 10; k++) {
+        int kind = k < 2 ? SP_PD : SP_PT, flavour = k & 1;
+        u32 key = k < 2 ? page : page | (((k - 2) >> 1) << 1);
+        if (kind == SP_PD && key == KEY_NOPAGING)
+            continue;
+        int i = sp_find(key, kind, flavour);
+        if (i < 0)
             continue;
         for (u32 e = first; e <= last; e++)
-            if (!(sp[i].kind == SP_PD && e == (VMM_BASE >> PDXSHIFT)))
+            if (!(kind == SP_PD && e == (VMM_BASE >> PDXSHIFT)) && pool[i][e]) {
                 pool[i][e] = 0;
+                zapped = 1;
+            }
     }
-    lcr3(rcr3());
+    if (zapped)
+        lcr3(rcr3());
 }
 
 void
@@ -569,6 +604,7 @@ mmu_init(void)
     pool_reset();
     de_view_init();
     trace_register(TR_PT, pt_written);
+    trace_register(TR_CMAP, cmap_written);
 }
 
 /* Map (or, with pa 0, unmap) a temporary slot for relocated execution

@@ -213,11 +213,29 @@ struct table_state {
 };
 static struct table_state gdt_st = { .stale = 1 }, ldt_st = { .stale = 1 };
 
+/* Does a write of n bytes at pa touch the table t?  Its frames hold its
+ * linear range [base, base + limit], page by page. */
+static int
+table_hit(struct table_state *t, gpa_t pa, u32 n)
+{
+    for (int i = 0; i < t->nframes; i++) {
+        u32 lo = i == 0 ? t->base & 0xfff : 0;
+        u32 hi = i == t->nframes - 1 ? ((t->base + t->limit) & 0xfff) + 1 : PGSIZE;
+        if (pa + n > t->frames[i] + lo && pa < t->frames[i] + hi)
+            return 1;
+    }
+    return 0;
+}
+
 static void
 table_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
 {
-    gdt_st.stale = 1;           /* the page may hold both tables: both are reread */
-    ldt_st.stale = 1;
+    /* A page may hold both tables, or data besides: each is reread only
+     * if the write reached its own bytes. */
+    if (table_hit(&gdt_st, pa, n))
+        gdt_st.stale = 1;
+    if (table_hit(&ldt_st, pa, n))
+        ldt_st.stale = 1;
 }
 
 /* The frames behind a table's linear range now; 0 if some page is not
@@ -246,7 +264,7 @@ static int
 table_current(struct vcpu *v, struct table_state *t, u32 base, u32 limit, int present)
 {
     gpa_t now[TABLE_MAX_PAGES];
-    if (!present && !t->present && !t->stale)
+    if (!present && !t->present)
         return 1;                       /* still no table */
     int nnow = 0, mapped = present && table_frames_now(v, base, limit, now, &nnow);
     if (!t->stale && present && t->present && mapped && base == t->base && limit == t->limit &&
@@ -330,7 +348,8 @@ shadow_sync_ldt(struct vcpu *v)
             n = LDT_MAX;
         read_table(v, v->ldtr.base, guest_ldt, n);
     }
-    for (u32 i = 0; i < LDT_MAX; i++) {
+    u32 upto = n > nldt ? n : nldt;
+    for (u32 i = 0; i < upto; i++) {
         struct desc z = { 0, 0 }, g = i < n ? guest_ldt[i] : z;
         bt_ldt[i] = bt_image(g);
         de_ldt[i] = de_image(g);

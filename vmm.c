@@ -92,6 +92,9 @@ int
 memcmp(const void *a, const void *b, unsigned n)
 {
     const u8 *p = a, *q = b;
+    if ((((u32)p | (u32)q) & 3) == 0)           /* equal words can be skipped a word at a time */
+        for (; n >= 4 && *(const u32 *)p == *(const u32 *)q; n -= 4, p += 4, q += 4)
+            ;
     for (; n; n--, p++, q++)
         if (*p != *q)
             return *p - *q;
@@ -588,8 +591,8 @@ vmm_stats(struct vcpu *v)
             s->de_entries, s->bt_entries, s->to_direct, s->to_bt);
     cprintf("stat translations blocks=%u flushes=%u invalidated=%u chained=%u callout_exits=%u\n",
             s->blocks, s->tc_flushes, s->tc_invalidated, s->chained, s->callout_exits);
-    cprintf("stat traces added=%u hits=%u code=%u pt=%u desc=%u\n", s->traces_added, s->trace_hits,
-            s->trace_by_owner[0], s->trace_by_owner[1], s->trace_by_owner[2]);
+    cprintf("stat traces added=%u hits=%u code=%u pt=%u desc=%u cmap=%u\n", s->traces_added, s->trace_hits,
+            s->trace_by_owner[0], s->trace_by_owner[1], s->trace_by_owner[2], s->trace_by_owner[3]);
     cprintf("stat pagefaults hidden=%u true=%u shadow_flushes=%u\n",
             s->hidden_pf, s->true_pf, s->shadow_flushes);
     cprintf("stat reflected=%u io_exits=%u gdt_syncs=%u\n", s->reflected, s->io_exits, s->gdt_syncs);
@@ -612,6 +615,8 @@ vmm_stats(struct vcpu *v)
     for (int i = 0; i < WHY_COUNT; i++)
         if (s->why[i])
             cprintf("stat decide %s %u\n", why_names[i], s->why[i]);
+    if (opt_tcdump)
+        bt_dump(opt_tcdump);
 }
 
 /* ------------------------------------------------------------------ */

@@ -306,6 +306,7 @@ u32 shadow_integrity(u32 h);
 #define TR_CODE 0x1             /* owner: the translator (bt.c) */
 #define TR_PT   0x2             /* owner: the shadow page tables (mmu.c) */
 #define TR_DESC 0x4             /* owner: the shadow descriptor tables (shadow.c) */
+#define TR_CMAP 0x8             /* owner: the guest's mappings of translated code (mmu.c) */
 typedef void (*trace_fn)(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);
 void trace_init(void);
 void trace_register(int owner, trace_fn fn);
