@@ -21,7 +21,7 @@ VMM_OBJS := boot.o vmm.o load.o mmu.o segtrack.o shadow.o trace.o decode.o \
 VMM_OBJS := $(addprefix build/,$(VMM_OBJS))
 HEADERS  := vmm.h x86.h decode.h multiboot.h
 
-.PHONY: all run test bench deps clean guest-list walkthrough deviations
+.PHONY: all run test bench tcdump deps clean guest-list walkthrough deviations
 all: deps-check build/vmm.elf guests
 
 build/%.o: %.c $(HEADERS)
@@ -50,6 +50,13 @@ test: all
 
 bench: all
 	tests/bench.sh
+
+# The hottest translation units of a guest, guest and translated code side
+# by side: make tcdump GUEST=bench ARGS=kernel_loop N=4
+GUEST ?= demo
+N ?= 8
+tcdump: all
+	sh tests/tcdump.sh $(GUEST) $(N) $(ARGS)
 
 # docs/walkthrough.md and docs/deviations.md are generated from the code.
 walkthrough:

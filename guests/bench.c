@@ -11,6 +11,8 @@
  *   callret      100000 call/ret pairs at ring 0
  *   cr_write     10000 mov %cr0,%eax; mov %eax,%cr0 at ring 0
  *   in_port      10000 inb from the COM1 scratch register 0x3ff at ring 0
+ *   in80         10000 inb from port 0x80 (no device: reads all ones) at ring 0
+ *   clisti       100000 cli; sti pairs at ring 0 (all IRQs masked at the PIC)
  *   pgfault      10000 true page faults at ring 0: a read (movl (%eax),%ecx,
  *                2 bytes) of a not-present page (its page table present,
  *                the PTE zero); the #PF handler maps nothing, counts the
@@ -147,6 +149,22 @@ __attribute__((noinline)) static void in_port_loop(uint32_t n)
                      "1:\tinb %%dx, %%al\n\t"
                      "decl %0\n\t"
                      "jnz 1b" : "+r"(n) : : "eax", "edx", "memory", "cc");
+}
+
+__attribute__((noinline)) static void in80_loop(uint32_t n)
+{
+    __asm__ volatile("1:\tinb $0x80, %%al\n\t"
+                     "decl %0\n\t"
+                     "jnz 1b" : "+r"(n) : : "eax", "memory", "cc");
+}
+
+__attribute__((noinline)) static void clisti_loop(uint32_t n)
+{
+    __asm__ volatile("1:\tcli\n\t"
+                     "sti\n\t"
+                     "decl %0\n\t"
+                     "jnz 1b" : "+r"(n) : : "memory", "cc");
+    __asm__ volatile("cli");    /* the library runs the kernel with IF = 0 */
 }
 
 /* Paging benchmarks: the loops take their addresses from these. */
@@ -364,6 +382,8 @@ static const struct bench {
     { "callret", callret_loop, 100000, RING0, 0, 0 },
     { "cr_write", cr_write_loop, 10000, RING0, 0, 0 },
     { "in_port", in_port_loop, 10000, RING0, 0, 0 },
+    { "in80", in80_loop, 10000, RING0, 0, 0 },
+    { "clisti", clisti_loop, 100000, RING0, 0, 0 },
     { "pgfault", pgfault_loop, 10000, RING0, pgfault_prepare, pgfault_finish },
     { "ptemod", ptemod_loop, 10000, RING0, ptemod_prepare, ptemod_finish },
     { "ctxsw", ctxsw_loop, 10000, RING0, ctxsw_prepare, ctxsw_finish },
