@@ -1627,10 +1627,10 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max, int ctx)
             glen += n;
             i++;
             geip = (geip + n) & mask;
-            /* An inline POPF need not end the unit: what would make it
-             * (TF, IOPL) calls out.  Other instructions that end units
-             * do. */
-            if (((in.flags & D_ENDS) && ik != K_POPF) || ((cs_base + geip) & 0xfff) == 0)
+            /* An inline CLI, STI or POPF need not end the unit: what would
+             * make it (TF, IOPL, an interrupt now deliverable) calls out.
+             * Other instructions that end units do. */
+            if (((in.flags & D_ENDS) && ik != K_POPF && ik != K_STI && ik != K_CLI) || ((cs_base + geip) & 0xfff) == 0)
                 break;
             continue;
         }

@@ -21,11 +21,29 @@ mkdir -p "$out"
 VMM_OPTS="tcdump=$n $VMM_OPTS" run_vmm "$out/run" 300 "$guest" "$@"
 grep '^tcdump' "$out/run.com2" >"$out/units" || { echo "tcdump: no dump in $out/run.com2" >&2; exit 1; }
 
-# Disassemble one hex byte string (file $1) at address $2 into "addr<TAB>insn" lines.
+# Disassemble one hex byte string (file $1) at address $2 into "addr<TAB>insn"
+# lines.  The four bytes after each callout (int $0x40) are its record, not
+# code: disassembly starts again after them.
 dis() {
     perl -ne 'print pack("H2", $_) for split' "$1" >"$1.bin"
-    objdump -D -b binary -m i386 --adjust-vma="$2" "$1.bin" |
-        awk -F'\t' '/^ *[0-9a-f]+:\t/ { a = $1; sub(/^ */, "", a); sub(/:$/, "", a); print a "\t" $3 }'
+    size=$(stat -c %s "$1.bin")
+    start=0
+    : >"$1.out"
+    while [ "$start" -lt "$size" ]; do
+        objdump -D -b binary -m i386 --adjust-vma="$2" --start-address=$(($2 + start)) "$1.bin" |
+            awk -F'\t' '/^ *[0-9a-f]+:\t/ && $3 != "" { a = $1; sub(/^ */, "", a); sub(/:$/, "", a); print a "\t" $3 }' |
+            awk -F'\t' '{ print } $2 ~ /^int +\$0x40/ { exit }' >"$1.part"
+        cat "$1.part" >>"$1.out"
+        last=$(tail -n 1 "$1.part")
+        case $last in
+        *'int '*'$0x40'*)
+            a=$(printf '%d' "0x${last%%	*}")
+            printf '%x\t(its record: four bytes)\n' $((a + 2)) >>"$1.out"
+            start=$((a + 6 - $2)) ;;
+        *) break ;;
+        esac
+    done
+    cat "$1.out"
 }
 
 head -n 1 "$out/units"
@@ -75,8 +93,8 @@ while read -r tag kind rest; do
                     if (g == "") g = "(to the next unit)"
                     first = 1
                     while (k <= nt && (j == nm || ta[k] < te[j])) {
-                        if (ti[k] ~ /^int +\$0x40/) {
-                            printf "  %-44s | %04x: %s   (callout; the rest: continuation stubs)\n", first ? g : "", ta[k], ti[k]
+                        if (j == nm && ti[k] ~ /^int +\$0x40/) {
+                            printf "  %-44s | %04x: %s   (callout; what follows: continuation stubs)\n", first ? g : "", ta[k], ti[k]
                             k = nt + 1; first = 0
                             break
                         }
