@@ -460,6 +460,13 @@ check_add(struct check *c, int kind, const u8 *b, int len, int seg)
     c->n++;
 }
 
+/*H:035 The one-instruction check.  An address [reg+disp] with a small
+ * displacement, in a segment based at 0, stays clear of the monitor
+ * whenever reg lies in [256, 2^31) or in [2^31, VMM_BASE - 512]: BOUND
+ * tests one of the two ranges, the one the register was in when the unit
+ * was translated (its current value, or its known range, H:033).  A
+ * kernel's stack pointer and pointers stay on their side; one that
+ * crosses trips the check, and the unit is translated again (H:040). :*/
 static void
 check_add_reg(struct check *c, int reg, int neg)
 {
