@@ -70,7 +70,7 @@ enum term { TERM_EMULATE = 1, TERM_CONTINUE, TERM_BRANCH, TERM_INDIRECT };
 
 /* What a guest instruction became; for the precise state at a fault
  * inside it (scratch registers) and for the translation dump. */
-enum kind { K_IDENT = 0, K_WRAP, K_CLI, K_STI, K_PUSHF, K_POPF, K_SREG, K_IO, K_RET, K_IND };
+enum kind { K_IDENT = 0, K_WRAP, K_CLI, K_STI, K_PUSHF, K_POPF, K_SREG, K_IO, K_CR, K_RET, K_IND };
 
 /* An exit of a unit: a jump whose target is another guest address.  It
  * first leads to its continuation stub (a callout); once chained, to the
@@ -85,7 +85,7 @@ struct exit {
 
 /* The callout record: the four bytes after `int $T_CALLOUT` say which
  * unit, what kind of callout, and for a check which instruction. */
-enum rec { R_EMULATE = 0, R_EXIT0, R_EXIT1, R_CHECK, R_MISS, R_IRQ, R_POPF, R_ADAPT };
+enum rec { R_EMULATE = 0, R_EXIT0, R_EXIT1, R_CHECK, R_MISS, R_IRQ, R_POPF, R_ADAPT, R_CR };
 #define REC(unit, kind, i) ((u32)(unit) | ((u32)(kind) << 16) | ((u32)(i) << 20))
 #define REC_UNIT(r) ((r) & 0xffff)
 #define REC_KIND(r) (((r) >> 16) & 0xf)
@@ -154,6 +154,8 @@ static struct tcdata {
     u32 vflags;         /* its other virtual flags: TF IOPL NT AC ID, and bit 1 */
     u32 pending;        /* nonzero: a virtual interrupt waits for IF (dev.c) */
     u32 ind_target;     /* guest EIP of the indirect branch being dispatched */
+    u32 cr[5];          /* the guest's CR0, CR2, CR3, CR4 ([1] unused), for MOV from them */
+    u32 ncr0;           /* minus its CR0, for MOV to CR0 of the same value */
     u32 sel[NSEG];      /* the guest's selectors, for MOV from and PUSH of them */
     u32 bias[NSEG];     /* segment base + 2^31, for checks through GS and CS */
     s32 bnd[2];         /* BOUND's pair for a linear address + 2^31 */
@@ -876,7 +878,12 @@ emit_ident(struct block *b, int i, const u8 *bytes, struct insn *in, int code32)
  *           anything else calls out (R_POPF); then the pending check
  *   MOV r, sreg / PUSH sreg   from %gs:sel[], the guest's selectors
  *   IN, OUT with a port that has no device behind it (dev.c): the
- *           value unclaimed ports read, or nothing at all. :*/
+ *           value unclaimed ports read, or nothing at all
+ *   MOV r, CRn          from %gs:cr[n], the guest's control registers
+ *   MOV CR0, r          nothing if r holds CR0 already (found without
+ *           touching EFLAGS: LEA adds r to minus CR0, JECXZ), else a
+ *           callout (R_CR).  Other writes to control registers call out:
+ *           they change the mode or the address space. :*/
 static int
 inline_ok(struct vcpu *v, int code32)
 {
@@ -907,6 +914,10 @@ inline_kind(struct vcpu *v, struct insn *in, int code32)
         if (in->op & 8)
             return K_IDENT;                 /* port in DX: not known here */
         return dev_port_is_empty(in->imm & 0xff) ? K_IO : K_IDENT;
+    case E_MOV_CR:
+        if (in->op == 0x20)
+            return in->reg == 0 || (in->reg >= 2 && in->reg <= 4) ? K_CR : K_IDENT;
+        return in->reg == 0 && in->rm != 1 ? K_CR : K_IDENT;    /* not from ECX: it is borrowed */
     }
     return K_IDENT;
 }
@@ -1007,6 +1018,20 @@ emit_inline(struct block *b, int i, int kind, struct insn *in, const u8 *bytes)
                 emit1(bytes[k]);
             emit_mov_from_gs(scr, TCD(save_eax));
         }
+        break;
+    case K_CR:
+        if (in->op == 0x20) {
+            emit_mov_from_gs(in->rm, TCD(cr[in->reg]));
+            break;
+        }
+        b->sv[i] = SV_ECX;
+        emit_mov_to_gs(1, TCD(save_ecx));
+        emit_mov_from_gs(1, TCD(ncr0));
+        emit1(0x8d); emit1(0x0c);                       /* lea (base,index), %ecx */
+        emit1(in->rm == 4 ? 0x0c : 0x01 | (in->rm << 3));       /* SIB: (%esp,%ecx) or (%ecx,%r) */
+        emit1(0xe3); emit1(6);                          /* jecxz over the callout: the same value */
+        emit_callout(b - blocks, R_CR, i);
+        emit_mov_from_gs(1, TCD(save_ecx));
         break;
     case K_IO:
         if (in->info->emu == E_IN) {
@@ -1634,10 +1659,12 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max, int ctx)
             glen += n;
             i++;
             geip = (geip + n) & mask;
-            /* An inline CLI, STI or POPF need not end the unit: what would
-             * make it (TF, IOPL, an interrupt now deliverable) calls out.
+            /* An inline CLI, STI, POPF or MOV CR need not end the unit:
+             * what would make it (TF, IOPL, an interrupt now deliverable,
+             * a new CR0) calls out.
              * Other instructions that end units do. */
-            if (((in.flags & D_ENDS) && ik != K_POPF && ik != K_STI && ik != K_CLI) || ((cs_base + geip) & 0xfff) == 0)
+            if (((in.flags & D_ENDS) && ik != K_POPF && ik != K_STI && ik != K_CLI && ik != K_CR) ||
+                ((cs_base + geip) & 0xfff) == 0)
                 break;
             continue;
         }
@@ -2197,6 +2224,11 @@ enter_setup(struct vcpu *v, struct block *b, int step)
     tcdata.vif = v->eflags & EFLAGS_IF;
     tcdata.vflags = (v->eflags & V_FLAGS) | EFLAGS_FIXED;
     tcdata.pending = dev_irq_pending(v);
+    tcdata.cr[0] = v->cr0;
+    tcdata.cr[2] = v->cr2;
+    tcdata.cr[3] = v->cr3;
+    tcdata.cr[4] = v->cr4;
+    tcdata.ncr0 = -v->cr0;
     if (xgen != mmu_code_generation())
         verify_xpages(v);
     shadow_sync_for_bt(v);
@@ -2204,7 +2236,7 @@ enter_setup(struct vcpu *v, struct block *b, int step)
     if (!en.valid || en.seg_gen != v->seg_gen || en.sgen != shadow_generation() || rl.active) {
         int all = !en.valid || en.sgen != shadow_generation() || rl.active;
         for (int s = 0; s < NSEG; s++) {
-            if (!all && !memcmp(&en.seg[s], &v->seg[s], sizeof en.seg[s]))
+            if (!all && seg_equal(&en.seg[s], &v->seg[s]))
                 continue;               /* this register has not changed */
             int from_shadow;
             en.sel[s] = shadow_hw_selector(v, s, &from_shadow);
@@ -2435,6 +2467,11 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
             return 0;
         case R_POPF:
             f->eax = tcdata.save_eax;
+            v->eip = (b->eip + b->goff[i]) & mask;
+            emulate_one(v);
+            break;
+        case R_CR:
+            f->ecx = tcdata.save_ecx;
             v->eip = (b->eip + b->goff[i]) & mask;
             emulate_one(v);
             break;

@@ -211,6 +211,102 @@ stack_peek(struct vcpu *v, u32 skip, u32 *val, int size)
     return seg_read(v, SEG_SS, sp, val, size);
 }
 
+/*E:012 Frames in one access.  An interrupt pushes three to five words
+ * and IRET pops three or five; each word on its own would be a limit
+ * check, a translation and a copy.  When the frame lies within the
+ * limit and in one page, one access does: either all of it succeeds, or
+ * the first word would have faulted on that same page, with nothing
+ * written.  Then, and in every other case, the words go one at a time in
+ * the CPU's order, so the fault the guest sees, CR2 included, is the one
+ * the first failing word raises. :*/
+static int
+stack_peek_n(struct vcpu *v, u32 skip, u32 *vals, int count, int size)
+{
+    u32 n = count * size;
+    if (stack32(v) && n <= 24) {
+        u32 off = sp_get(v) + skip, la;
+        u8 buf[24];
+        if (off + n - 1 >= off && seg_check(v, SEG_SS, off, n, 0, &la) == OK &&
+            (la & 0xfff) + n <= PGSIZE && vmem_read(v, la, buf, n, acc_cpl(v)) == OK) {
+            for (int i = 0; i < count; i++)
+                vals[i] = size == 4 ? ((u32 *)buf)[i] : ((u16 *)buf)[i];
+            return OK;
+        }
+        vfault.pending = 0;
+    }
+    for (int i = 0; i < count; i++)
+        if (stack_peek(v, skip + i * size, &vals[i], size) != OK)
+            return FAULT;
+    return OK;
+}
+
+/* Push `count` words, vals[0] first, on the current stack. */
+static int
+stack_push_n(struct vcpu *v, const u32 *vals, int count, int size)
+{
+    u32 n = count * size, sp = v->f.esp, la;
+    if (stack32(v) && n <= 40 && sp >= n && seg_check(v, SEG_SS, sp - n, n, 1, &la) == OK &&
+        (la & 0xfff) + n <= PGSIZE) {
+        u8 buf[40];
+        for (int i = 0; i < count; i++) {
+            u32 at = (count - 1 - i) * size;
+            if (size == 4)
+                *(u32 *)(buf + at) = vals[i];
+            else
+                *(u16 *)(buf + at) = vals[i];
+        }
+        if (vmem_write(v, la, buf, n, acc_cpl(v)) == OK) {
+            v->f.esp = sp - n;
+            return OK;
+        }
+    }
+    vfault.pending = 0;
+    for (int i = 0; i < count; i++)
+        if (stack_push(v, vals[i], size) != OK)
+            return FAULT;
+    return OK;
+}
+
+/* Write `count` words of `size` bytes below `top` in segment (base,
+ * limit, attr), vals[0] highest, as a push sequence would; *ntop is the
+ * new top.  The same one-access rule as above. */
+static int
+frame_write(struct vcpu *v, u32 base, u32 limit, u32 attr, u32 top, const u32 *vals, int count,
+            int size, int fault, u32 err, u32 *ntop)
+{
+    int s32 = (attr & SEG_DB) != 0, down = !(attr & STA_X) && (attr & STA_E);
+    u32 n = count * size, low = top - n;
+    if (s32 && !down && n <= 40 && top >= n && top - 1 <= limit && low <= limit) {
+        u32 la = base + low;
+        u8 buf[40];
+        if ((la & 0xfff) + n <= PGSIZE) {
+            for (int i = 0; i < count; i++) {
+                u32 at = (count - 1 - i) * size;
+                if (size == 4)
+                    *(u32 *)(buf + at) = vals[i];
+                else
+                    *(u16 *)(buf + at) = vals[i];
+            }
+            if (vmem_write(v, la, buf, n, ACC_SYS) == OK) {
+                *ntop = low;
+                return OK;
+            }
+            vfault.pending = 0;
+        }
+    }
+    for (int i = 0; i < count; i++) {
+        top -= size;
+        if (!s32)
+            top &= 0xffff;
+        if (top > limit && !down)
+            return raise_fault(v, fault, err);
+        if (vmem_write(v, base + top, &vals[i], size, ACC_SYS) != OK)
+            return FAULT;
+    }
+    *ntop = top;
+    return OK;
+}
+
 static void
 stack_drop(struct vcpu *v, u32 n)
 {
@@ -634,17 +730,11 @@ emulate_interrupt(struct vcpu *v, int vec, int soft, int has_err, u32 err, u32 r
         if (has_err)
             words[n++] = err;
         /* Write the frame on the new stack before changing anything. */
-        u32 sbase = desc_base(sd), top = nesp;
+        u32 top;
         int s32 = (sattr & SEG_DB) != 0;
-        for (int i = 0; i < n; i++) {
-            top -= size;
-            if (!s32)
-                top &= 0xffff;
-            if (top > desc_limit(sd) && !(sattr & STA_E))
-                return raise_fault(v, T_SS, (nss & ~3u) + ext);
-            if (vmem_write(v, sbase + top, &words[i], size, ACC_SYS) != OK)
-                return FAULT;
-        }
+        if (frame_write(v, desc_base(sd), desc_limit(sd), sattr, nesp, words, n, size, T_SS,
+                        (nss & ~3u) + ext, &top) != OK)
+            return FAULT;
         if (from_v86) {
             for (int s = 0; s < NSEG; s++)
                 if (s != SEG_CS && s != SEG_SS)
@@ -663,8 +753,8 @@ emulate_interrupt(struct vcpu *v, int vec, int soft, int has_err, u32 err, u32 r
             return raise_gp(v, (sel & ~3u) + ext);
         /* Same privilege: push on the current stack. */
         u32 save_esp = v->f.esp;
-        if (stack_push(v, eflags, size) != OK || stack_push(v, v->seg[SEG_CS].sel, size) != OK ||
-            stack_push(v, ret_eip, size) != OK || (has_err && stack_push(v, err, size) != OK)) {
+        u32 frame[4] = { eflags, v->seg[SEG_CS].sel, ret_eip, err };
+        if (stack_push_n(v, frame, has_err ? 4 : 3, size) != OK) {
             v->f.esp = save_esp;
             return FAULT;
         }
@@ -984,8 +1074,9 @@ do_iret(struct vcpu *v, struct insn *in, u32 next)
     int size = in->opsize;
     u32 eip, cs, fl;
     sp16_only = !(v->cr0 & CR0_PE);
-    int ok = stack_peek(v, 0, &eip, size) == OK && stack_peek(v, size, &cs, size) == OK &&
-            stack_peek(v, 2 * size, &fl, size) == OK;
+    u32 w[3];
+    int ok = stack_peek_n(v, 0, w, 3, size) == OK;
+    eip = w[0], cs = w[1], fl = w[2];
     sp16_only = 0;
     if (!ok)
         return FAULT;
@@ -1024,9 +1115,8 @@ do_iret(struct vcpu *v, struct insn *in, u32 next)
     if ((fl & EFLAGS_VM) && v->cpl == 0 && size == 4) {
         /* Return to virtual-8086 mode (SDM Vol. 2A, IRET, RETURN-TO-VIRTUAL-8086-MODE). */
         u32 w[6];
-        for (int i = 0; i < 6; i++)
-            if (stack_peek(v, 12 + 4 * i, &w[i], 4) != OK)
-                return FAULT;
+        if (stack_peek_n(v, 12, w, 6, 4) != OK)
+            return FAULT;
         v->eflags = (fl & 0x3f7fd5) | EFLAGS_FIXED;
         v->f.esp = w[0];
         segtrack_load_real(v, SEG_CS, cs);

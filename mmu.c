@@ -63,6 +63,44 @@ hpa_map(hpa_t pa, int slot)
     return (void *)(SLOT_VA(slot) + (pa & 0xfff));
 }
 
+/*T:003 The mapping cache.  Emulating one guest instruction touches a
+ * handful of guest pages again and again: the page directory and a page
+ * table for each walk, the IDT, the GDT, the kernel stack.  Remapping a
+ * single slot for each access costs a page-table write and an INVLPG
+ * every time the page changes, so the monitor keeps sixteen slots below
+ * the temporary ones as a direct-mapped cache of host frames, indexed by
+ * the low bits of the frame number.  Host frames never move, so an entry
+ * stays right until another frame needs its slot. :*/
+#define NMAPC 16
+#define MAPC_VA(i) (0xfffe0000u + (i) * PGSIZE)
+static u32 mapc_frame[NMAPC];
+
+static inline u8 *
+hpa_cached(hpa_t pa)
+{
+    u32 frame = pa & PTE_FRAME, i = (frame >> PGSHIFT) & (NMAPC - 1);
+    if (mapc_frame[i] != (frame | 1)) {
+        vmm_pt[(MAPC_VA(i) - VMM_BASE) >> PGSHIFT] = frame | PTE_P | PTE_W;
+        invlpg(MAPC_VA(i));
+        mapc_frame[i] = frame | 1;
+    }
+    return (u8 *)MAPC_VA(i) + (pa & 0xfff);
+}
+
+/* Copy n bytes within one page.  Most of the monitor's accesses to guest
+ * memory are of 1, 2, 4 or 8 bytes; those are single moves. */
+static inline void
+copy_small(void *d, const void *s, u32 n)
+{
+    switch (n) {
+    case 1: *(u8 *)d = *(const u8 *)s; break;
+    case 2: *(u16 *)d = *(const u16 *)s; break;
+    case 4: *(u32 *)d = *(const u32 *)s; break;
+    case 8: ((u32 *)d)[0] = ((const u32 *)s)[0]; ((u32 *)d)[1] = ((const u32 *)s)[1]; break;
+    default: memcpy(d, s, n);
+    }
+}
+
 void
 hpa_read(hpa_t pa, void *buf, u32 n)
 {
@@ -71,7 +109,7 @@ hpa_read(hpa_t pa, void *buf, u32 n)
         u32 chunk = PGSIZE - (pa & 0xfff);
         if (chunk > n)
             chunk = n;
-        memcpy(b, hpa_map(pa, SLOT_COPY), chunk);
+        copy_small(b, hpa_cached(pa), chunk);
         pa += chunk, b += chunk, n -= chunk;
     }
 }
@@ -84,7 +122,7 @@ hpa_write(hpa_t pa, const void *buf, u32 n)
         u32 chunk = PGSIZE - (pa & 0xfff);
         if (chunk > n)
             chunk = n;
-        memcpy(hpa_map(pa, SLOT_COPY), b, chunk);
+        copy_small(hpa_cached(pa), b, chunk);
         pa += chunk, b += chunk, n -= chunk;
     }
 }
@@ -156,12 +194,14 @@ mmu_set_a20(struct vcpu *v, int on)
  * of the page directory and page tables behind code the translator uses
  * are traced like any shadowed page table (TR_PT), and this generation
  * number moves whenever such an entry may have changed: a write to one of
- * those frames, INVLPG, a new CR3, a change of paging mode or of A20. :*/
-static u32 code_gen = 1;
+ * those frames, INVLPG, a new CR3, a change of paging mode or of A20.
+ * The monitor's own TLB (T:077) rests on the same traces, with a
+ * generation of its own for the entries behind the data it touches. :*/
+static u32 code_gen = 1, data_gen = 1;
 #define NCODE_PT 64
 static struct code_pt {
     gpa_t frame;                        /* a page directory or page table */
-    u32 used[1024 / 32];                /* which of its entries map translated code */
+    u32 used[2][1024 / 32];             /* which of its entries map code [0], data [1] */
 } code_pt[NCODE_PT];
 static int ncode_pt;
 
@@ -169,6 +209,7 @@ void
 mmu_code_mappings_changed(void)
 {
     code_gen++;
+    data_gen++;
 }
 
 u32
@@ -177,10 +218,11 @@ mmu_code_generation(void)
     return code_gen;
 }
 
-/* Entry `e` (an address in guest-physical memory) maps translated code:
- * trace its frame, with an owner of its own (TR_CMAP), and remember it. */
+/* Entry `e` (an address in guest-physical memory) maps translated code
+ * (kind 0) or data the monitor's TLB remembers (kind 1): trace its frame,
+ * with an owner of its own (TR_CMAP), and remember it. */
 static void
-note_code_entry(struct vcpu *v, gpa_t e)
+note_entry(struct vcpu *v, gpa_t e, int kind)
 {
     gpa_t frame = e & PTE_FRAME;
     u32 idx = (e & 0xfff) / 4;
@@ -193,18 +235,19 @@ note_code_entry(struct vcpu *v, gpa_t e)
             for (int i = 0; i < ncode_pt; i++)
                 trace_remove(code_pt[i].frame, TR_CMAP);
             ncode_pt = 0;
-            code_gen++;         /* forgotten: every link is checked again */
+            mmu_code_mappings_changed();        /* forgotten: every link is checked again */
         }
         c = &code_pt[ncode_pt++];
         memset(c, 0, sizeof *c);
         c->frame = frame;
         trace_add(v, frame, TR_CMAP);
     }
-    c->used[idx / 32] |= 1u << (idx % 32);
+    c->used[kind][idx / 32] |= 1u << (idx % 32);
 }
 
-/* A write to a page directory or page table behind translated code:
- * the mappings moved only if one of the entries that map code changed. */
+/* A write to a page directory or page table behind translated code or
+ * remembered data: the mappings moved only if one of the entries that
+ * map them changed. */
 static void
 cmap_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
 {
@@ -212,9 +255,12 @@ cmap_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
     u32 first = (pa & 0xfff) / 4, last = ((pa & 0xfff) + n - 1) / 4;
     for (int i = 0; i < ncode_pt; i++)
         if (code_pt[i].frame == frame)
-            for (u32 e = first; e <= last && e < 1024; e++)
-                if (code_pt[i].used[e / 32] & (1u << (e % 32)))
+            for (u32 e = first; e <= last && e < 1024; e++) {
+                if (code_pt[i].used[0][e / 32] & (1u << (e % 32)))
                     code_gen++;
+                if (code_pt[i].used[1][e / 32] & (1u << (e % 32)))
+                    data_gen++;
+            }
 }
 
 int
@@ -227,6 +273,10 @@ int
 gpa_read(gpa_t pa, void *buf, u32 n)
 {
     u8 *b = buf;
+    if (!rom_size && pa < ram_size && n <= PGSIZE - (pa & 0xfff) && pa + n <= ram_size) {
+        copy_small(b, hpa_cached(ram_base + pa), n);      /* RAM, one page */
+        return OK;
+    }
     while (n) {
         u32 chunk = PGSIZE - (pa & 0xfff);
         if (chunk > n)
@@ -269,9 +319,12 @@ gpa_write(gpa_t pa, const void *buf, u32 n)
     return OK;
 }
 
+/* A page-directory or page-table entry: aligned, so within one page. */
 static u32
 gpa_read32(gpa_t pa)
 {
+    if (pa < ram_size && pa < ROM_BASE && (!rom_size || !rom_at(pa)))
+        return *(u32 *)hpa_cached(ram_base + pa);
     u32 v;
     gpa_read(pa, &v, 4);
     return v;
@@ -356,18 +409,76 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
     return OK;
 }
 
+/*T:077 The monitor's own TLB.  Emulating an instruction reads and
+ * writes guest-linear memory a dozen times - the IDT, the GDT, the TSS,
+ * the kernel stack - and each access would walk the guest's page tables
+ * again.  So the monitor caches translations as the CPU does, per
+ * privilege class, direct-mapped by page number.  Unlike the CPU's TLB
+ * it is kept exact: the page-table entries behind each cached
+ * translation are traced (T:075), and every change to one of them, every
+ * INVLPG, new CR3 or change of paging mode moves data_gen, which empties
+ * the cache.  Only translations whose Accessed bits are set are kept, and
+ * a write hits only if the page is writable and already Dirty, so the
+ * guest's A and D bits read as the walks would have left them. :*/
+#define NDTLB 32
+static struct dtlb {
+    u32 tag;                    /* linear page | 1 (valid) | 2 (writes hit) */
+    gpa_t pa;                   /* guest-physical page */
+    u32 gen;                    /* data_gen when filled */
+} dtlb[2][NDTLB];
+
 int
 mmu_translate(struct vcpu *v, gva_t la, int acc, gpa_t *pa)
 {
     struct walk w;
+    int user = (acc & ACC_U) && !(acc & ACC_SYS);
+    int paging = v->cr0 & CR0_PG;
+    struct dtlb *e = &dtlb[user][(la >> PGSHIFT) % NDTLB];
+    if (paging && e->gen == data_gen && (e->tag & ~0xfffu) == (la & ~0xfffu) &&
+        (e->tag & ((acc & ACC_W) ? 3 : 1)) == ((acc & ACC_W) ? 3u : 1u)) {
+        *pa = e->pa | (la & 0xfff);
+        return OK;
+    }
     if (walk(v, la, acc, &w) != OK)
         return FAULT;
     *pa = w.pa;
+    if (paging && !(acc & ACC_PEEK)) {
+        note_entry(v, w.pdea, 1);
+        if (w.ptea)
+            note_entry(v, w.ptea, 1);
+        e->tag = (la & ~0xfffu) | 1 | (w.writable && w.dirty ? 2 : 0);
+        e->pa = w.pa & ~0xfffu;
+        e->gen = data_gen;
+    }
     return OK;
 }
 
 /* The same for a fetch the translator will remember (T:075): the frames
  * of the entries used are traced from now on. */
+/* The same for a table the monitor keeps a copy of (shadow.c): the
+ * entries used are traced, so that mmu_data_generation() moves when one
+ * of them changes. */
+int
+mmu_translate_watched(struct vcpu *v, gva_t la, int acc, gpa_t *pa)
+{
+    struct walk w;
+    if (walk(v, la, acc, &w) != OK)
+        return FAULT;
+    if (v->cr0 & CR0_PG) {
+        note_entry(v, w.pdea, 1);
+        if (w.ptea)
+            note_entry(v, w.ptea, 1);
+    }
+    *pa = w.pa;
+    return OK;
+}
+
+u32
+mmu_data_generation(void)
+{
+    return data_gen;
+}
+
 int
 mmu_translate_code(struct vcpu *v, gva_t la, int acc, gpa_t *pa)
 {
@@ -375,9 +486,9 @@ mmu_translate_code(struct vcpu *v, gva_t la, int acc, gpa_t *pa)
     if (walk(v, la, acc, &w) != OK)
         return FAULT;
     if (w.pdea)
-        note_code_entry(v, w.pdea);
+        note_entry(v, w.pdea, 0);
     if (w.ptea)
-        note_code_entry(v, w.ptea);
+        note_entry(v, w.ptea, 0);
     *pa = w.pa;
     return OK;
 }
@@ -455,10 +566,14 @@ enum { SH_KERNEL = 0, SH_USER = 1 };
 static s16 cur_pd[2] = { -1, -1 };  /* shadow directory for the guest's CR3, by flavour */
 static u32 cur_key[2];
 
+/* Hashed by the guest frame alone, so that every shadow made from one
+ * guest page - as a directory or a table, of either flavour, with any
+ * U/W bits - shares a chain, and a write to that page finds them all in
+ * one walk (pt_written). */
 static u32
 sp_hashof(u32 key, int kind, int flavour)
 {
-    return ((key >> 12) ^ (key & 0xfff) ^ (kind << 3) ^ flavour) % SP_NHASH;
+    return (key >> 12) % SP_NHASH;
 }
 
 /* The reverse map: for each guest frame, the shadow PTEs that map it
@@ -553,17 +668,9 @@ sp_get(struct vcpu *v, u32 key, int kind, int flavour)
     return i;
 }
 
+
 /* A guest write to a page the shadows are made from: zap the shadow
  * entries made from the entries it changed. */
-static int
-sp_find(u32 key, int kind, int flavour)
-{
-    for (s16 i = sp_hash[sp_hashof(key, kind, flavour)]; i >= 0; i = sp[i].hnext)
-        if (sp[i].key == key && sp[i].kind == kind && sp[i].flavour == flavour)
-            return i;
-    return -1;
-}
-
 static void
 pt_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
 {
@@ -572,13 +679,10 @@ pt_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
     int zapped = 0;
     /* The shadows made from this page: as a directory (either flavour),
      * or as a page table reached through PDEs with any U/W bits. */
-    for (int k = 0; k < 10; k++) {
-        int kind = k < 2 ? SP_PD : SP_PT, flavour = k & 1;
-        u32 key = k < 2 ? page : page | (((k - 2) >> 1) << 1);
-        if (kind == SP_PD && key == KEY_NOPAGING)
-            continue;
-        int i = sp_find(key, kind, flavour);
-        if (i < 0)
+    for (s16 i = sp_hash[sp_hashof(page, 0, 0)]; i >= 0; i = sp[i].hnext) {
+        int kind = sp[i].kind;
+        if ((sp[i].key & PTE_FRAME) != page || (kind != SP_PD && kind != SP_PT) ||
+            (kind == SP_PD && sp[i].key == KEY_NOPAGING))
             continue;
         for (u32 e = first; e <= last; e++)
             if (!(kind == SP_PD && e == (VMM_BASE >> PDXSHIFT)) && pool[i][e]) {
@@ -601,6 +705,8 @@ mmu_init(void)
     /* The temporary slots start empty. */
     for (int i = 0; i < NSLOTS; i++)
         vmm_pt[1024 - NSLOTS + i] = 0;
+    for (int i = 0; i < NMAPC; i++)
+        vmm_pt[(MAPC_VA(i) - VMM_BASE) >> PGSHIFT] = 0;
     pool_reset();
     de_view_init();
     trace_register(TR_PT, pt_written);
@@ -713,7 +819,7 @@ mmu_hw_cr3(struct vcpu *v)
 void
 mmu_invlpg(struct vcpu *v, gva_t la)
 {
-    code_gen++;
+    mmu_code_mappings_changed();
     if (la < VMM_BASE)
         for (int f = 0; f < 2; f++) {
             if (cur_pd[f] < 0)

@@ -58,6 +58,8 @@ segtrack_read_desc(struct vcpu *v, u16 sel, struct desc *d, u32 *dla)
         return 1;
     if (dla)
         *dla = base + off;
+    if (shadow_copy_desc(v, sel, d))
+        return OK;
     return vmem_read(v, base + off, d, 8, ACC_SYS);
 }
 
@@ -88,29 +90,36 @@ segtrack_set_accessed_far(struct vcpu *v, u16 sel)
     return far_sets_accessed ? segtrack_set_accessed(v, sel) : OK;
 }
 
-void
-segtrack_set(struct vcpu *v, int sreg, u16 sel, struct desc d, int mode)
+/* Every change to a segment register goes through here: seg_gen moves
+ * only when something did change, so that what was decided about the
+ * registers (vmm.c, bt.c) stands across reloads of the same values, as
+ * every IRET back to the same user code makes. */
+static void
+seg_store(struct vcpu *v, int sreg, u16 sel, u32 base, u32 limit, u32 attr, int mode)
 {
     struct seg *s = &v->seg[sreg];
+    if (s->sel == sel && s->base == base && s->limit == limit && s->attr == attr && s->mode == mode)
+        return;
     s->sel = sel;
-    s->base = desc_base(d);
-    s->limit = desc_limit(d);
-    s->attr = desc_attr(d) | STA_A;
+    s->base = base;
+    s->limit = limit;
+    s->attr = attr;
     s->mode = mode;
     v->seg_gen++;
 }
 
-/* A null selector in DS, ES, FS or GS: loadable, unusable. */
+void
+segtrack_set(struct vcpu *v, int sreg, u16 sel, struct desc d, int mode)
+{
+    seg_store(v, sreg, sel, desc_base(d), desc_limit(d), desc_attr(d) | STA_A, mode);
+}
+
+/* A null selector in DS, ES, FS or GS: loadable, unusable: not present,
+ * so any access through it is #GP(0). */
 void
 segtrack_null(struct vcpu *v, int sreg, u16 sel)
 {
-    struct seg *s = &v->seg[sreg];
-    s->sel = sel;
-    s->base = 0;
-    s->limit = 0;
-    s->attr = 0;        /* not present: any access through it is #GP(0) */
-    s->mode = SM_PROT;
-    v->seg_gen++;
+    seg_store(v, sreg, sel, 0, 0, 0, SM_PROT);
 }
 
 /* Real mode and virtual-8086 mode: the base is the selector times 16.  In
@@ -121,17 +130,11 @@ void
 segtrack_load_real(struct vcpu *v, int sreg, u16 sel)
 {
     struct seg *s = &v->seg[sreg];
-    s->sel = sel;
-    s->base = (u32)sel << 4;
-    if (v->eflags & EFLAGS_VM) {
-        s->limit = 0xffff;
-        s->attr = SEG_S | SEG_P | (3 << 5) | STA_W | STA_A | (sreg == SEG_CS ? STA_X : 0);
-        s->mode = SM_V86;
-    } else {
-        s->attr |= SEG_P;
-        s->mode = SM_REAL;
-    }
-    v->seg_gen++;
+    if (v->eflags & EFLAGS_VM)
+        seg_store(v, sreg, sel, (u32)sel << 4, 0xffff,
+                  SEG_S | SEG_P | (3 << 5) | STA_W | STA_A | (sreg == SEG_CS ? STA_X : 0), SM_V86);
+    else
+        seg_store(v, sreg, sel, (u32)sel << 4, s->limit, s->attr | SEG_P, SM_REAL);
     if (sreg == SEG_CS)
         v->cpl = (v->eflags & EFLAGS_VM) ? 3 : 0;
 }

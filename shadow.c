@@ -59,7 +59,7 @@ static struct desc guest_ldt[LDT_MAX];
 #define DE_LOADABLE 2
 static u8 de_ok[GDT_VMM_FIRST], de_ldt_ok[LDT_MAX];
 static u32 nsynced, nldt;               /* entries refreshed last time */
-static u32 generation;                  /* bumped by every refresh (H:025) */
+static u32 generation = 1;                 /* bumped by every refresh (H:025) */
 static void table_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);
 
 /* The trap target that DPL-3 gates in direct execution's table are
@@ -210,6 +210,7 @@ struct table_state {
     u32 base, limit;
     int present;                        /* the guest had such a table at the last refresh */
     int stale;
+    u32 dgen;                           /* mmu_data_generation() when its frames were found */
 };
 static struct table_state gdt_st = { .stale = 1 }, ldt_st = { .stale = 1 };
 
@@ -247,7 +248,7 @@ table_frames_now(struct vcpu *v, u32 base, u32 limit, gpa_t *frames, int *nf)
     *nf = 0;
     for (u32 la = first;; la += PGSIZE) {
         gpa_t pa;
-        if (*nf == TABLE_MAX_PAGES || mmu_translate(v, la, ACC_SYS | ACC_PEEK, &pa) != OK) {
+        if (*nf == TABLE_MAX_PAGES || mmu_translate_watched(v, la, ACC_SYS | ACC_PEEK, &pa) != OK) {
             vfault.pending = 0;
             return 0;
         }
@@ -266,10 +267,16 @@ table_current(struct vcpu *v, struct table_state *t, u32 base, u32 limit, int pr
     gpa_t now[TABLE_MAX_PAGES];
     if (!present && !t->present)
         return 1;                       /* still no table */
+    int same = !t->stale && present && t->present && base == t->base && limit == t->limit;
+    if (same && t->dgen == mmu_data_generation())
+        return 1;                       /* no entry that maps it has changed since (T:077) */
     int nnow = 0, mapped = present && table_frames_now(v, base, limit, now, &nnow);
-    if (!t->stale && present && t->present && mapped && base == t->base && limit == t->limit &&
-        nnow == t->nframes && !memcmp(now, t->frames, nnow * sizeof now[0]))
+    u32 dgen = mmu_data_generation();
+    t->dgen = 0;
+    if (same && mapped && nnow == t->nframes && !memcmp(now, t->frames, nnow * sizeof now[0])) {
+        t->dgen = dgen;
         return 1;
+    }
     for (int i = 0; i < t->nframes; i++)
         trace_remove(t->frames[i], TR_DESC);
     t->nframes = 0;
@@ -282,6 +289,7 @@ table_current(struct vcpu *v, struct table_state *t, u32 base, u32 limit, int pr
     t->limit = limit;
     t->present = present;
     t->stale = present && !mapped;      /* a table not fully mapped is read afresh each time */
+    t->dgen = mapped ? dgen : 0;
     return 0;
 }
 
@@ -414,6 +422,30 @@ shadow_guest_desc(u16 sel, struct desc *d, int loadable)
         return 1;
     }
     if (i >= nsynced || de_ok[i] < need)
+        return 0;
+    *d = guest_copy[i];
+    return 1;
+}
+
+/* The guest's descriptor for `sel`, from the copy the shadows keep of
+ * its table (refreshed first if a trace has marked it stale), so that
+ * emulation reads it without a page walk.  0 if the copy cannot answer:
+ * the table is not fully mapped (the read must fault as the CPU's
+ * would), or the entry lies beyond what is shadowed.  The caller has
+ * checked the selector against the table's limit. */
+int
+shadow_copy_desc(struct vcpu *v, u16 sel, struct desc *d)
+{
+    u32 i = sel >> 3;
+    if (sel & ERR_TI) {
+        shadow_sync_ldt(v);
+        if (ldt_st.stale || !ldt_st.nframes || i >= nldt)
+            return 0;
+        *d = guest_ldt[i];
+        return 1;
+    }
+    shadow_sync_gdt(v);
+    if (gdt_st.stale || !i || i >= nsynced)
         return 0;
     *d = guest_copy[i];
     return 1;

@@ -501,12 +501,24 @@ vmm_decide(struct vcpu *v)
          * table says". */
         shadow_sync_gdt(v);
         shadow_sync_ldt(v);
-        for (int s = 0; s < NSEG && why == WHY_DIRECT; s++) {
-            if (!segtrack_reversible(v, s))
-                why = WHY_SEG;
-            else if (!shadow_has(v, s))
-                why = WHY_UNSHADOWED;
-            which = s;
+        /* The answer for the segment registers cannot have changed while
+         * neither they nor the shadow tables (their generation) have: a
+         * return to the same user code skips the six checks. */
+        int same = v->de_sgen == shadow_generation();
+        for (int s = 0; s < NSEG && same; s++)
+            same = seg_equal(&v->de_seg[s], &v->seg[s]);
+        if (!same) {
+            for (int s = 0; s < NSEG && why == WHY_DIRECT; s++) {
+                if (!segtrack_reversible(v, s))
+                    why = WHY_SEG;
+                else if (!shadow_has(v, s))
+                    why = WHY_UNSHADOWED;
+                which = s;
+            }
+            if (why == WHY_DIRECT) {
+                memcpy(v->de_seg, v->seg, sizeof v->seg);
+                v->de_sgen = shadow_generation();
+            }
         }
     }
     if ((v->cr4 & (CR4_VME | CR4_PVI)) && (v->eflags & EFLAGS_VM || cpl == 3) && (v->cr0 & CR0_PE))

@@ -53,6 +53,14 @@ struct seg {
     u32 attr;           /* see x86.h: type, S, DPL, P, AVL, D/B, G */
 };
 
+_Static_assert(sizeof(struct seg) == 16, "seg_equal compares four words");
+static inline int
+seg_equal(const struct seg *a, const struct seg *b)
+{
+    const u32 *p = (const u32 *)a, *q = (const u32 *)b;
+    return p[0] == q[0] && p[1] == q[1] && p[2] == q[2] && p[3] == q[3];
+}
+
 /* GDTR/IDTR as the guest loaded them. */
 struct dtr {
     u32 base;
@@ -137,6 +145,8 @@ struct vcpu {
     struct seg ldtr, tr;            /* written only by segtrack.c */
     int cpl;                        /* current privilege level; segtrack.c */
     u32 seg_gen;                    /* bumped by segtrack.c on every change to seg[] */
+    struct seg de_seg[NSEG];        /* the registers when last found fit to run directly, */
+    u32 de_sgen;                    /* and the shadow tables' generation then */
     struct dtr gdtr, idtr;
     u32 cr0, cr2, cr3, cr4;
     u32 dr[8];
@@ -242,6 +252,8 @@ void *hpa_map(hpa_t pa, int slot);
 void hpa_read(hpa_t pa, void *buf, u32 n);
 void hpa_write(hpa_t pa, const void *buf, u32 n);
 int gpa_read(gpa_t pa, void *buf, u32 n);
+int mmu_translate_watched(struct vcpu *v, gva_t la, int acc, gpa_t *pa);
+u32 mmu_data_generation(void);
 int gpa_write(gpa_t pa, const void *buf, u32 n);
 #define ACC_W 1         /* write */
 #define ACC_U 2         /* the access is made at CPL 3 */
@@ -295,6 +307,7 @@ void shadow_de_tables(u32 *gdt, u32 *gdt_len, u32 *ldt, u32 *ldt_len);
 int shadow_de_table_write(u32 la);
 int shadow_has(struct vcpu *v, int sreg);
 int shadow_guest_desc(u16 sel, struct desc *d, int loadable);
+int shadow_copy_desc(struct vcpu *v, u16 sel, struct desc *d);
 u16 shadow_hw_selector(struct vcpu *v, int sreg, int *from_shadow);
 u32 shadow_generation(void);
 void shadow_gdt_changed(struct vcpu *v);
