@@ -187,6 +187,7 @@ static struct block blocks[MAXBLOCKS + 1];     /* the last one: single-step scra
 static int nblocks;
 static s16 hash[NHASH];
 static s16 phash[NPHASH];
+static int nstraddle;           /* valid units (not the step unit) with a pa2 */
 static u16 order[2][MAXBLOCKS];         /* units in TC order: [0] tc16, [1] tc */
 static int norder[2];
 static u32 tc_generation;               /* bumped by every flush */
@@ -277,6 +278,7 @@ bt_flush(const char *why)
         hash[i] = -1;
     for (int i = 0; i < NPHASH; i++)
         phash[i] = -1;
+    nstraddle = 0;
     reset_dispatch();
 }
 
@@ -1265,9 +1267,17 @@ footprint_ok(struct vcpu *v, u32 geip)
     if (op == 0xd7)                                             /* xlat */
         ok &= clear_of_monitor(v, in.seg >= 0 ? in.seg : SEG_DS, f->ebx + (f->eax & 0xff), 1, amask);
     if (op == 0xc8) {                                           /* enter with nesting */
+        /* ENTER imm16, L (SDM Vol. 2A, "ENTER"): push EBP, then for
+         * L > 1 copy L-1 frame pointers read from just below the old
+         * EBP, then push the new frame pointer: L+1 pushes below ESP and
+         * reads of [EBP - 4(L-1), EBP).  Level 1 reads nothing through
+         * EBP, so an EBP pointing into the monitor's region is no access
+         * there - counting it would send a harmless ENTER to the
+         * relocated path, which must not see EBP at all. */
         u32 level = in.imm2 & 0x1f;
-        ok &= clear_of_monitor(v, SEG_SS, f->esp - 4 * (level + 2), 4 * (level + 2), 0xffffffff);
-        ok &= clear_of_monitor(v, SEG_SS, f->ebp - 4 * level, 4 * level + 4, 0xffffffff);
+        ok &= clear_of_monitor(v, SEG_SS, f->esp - 4 * (level + 1), 4 * (level + 1), 0xffffffff);
+        if (level > 1)
+            ok &= clear_of_monitor(v, SEG_SS, f->ebp - 4 * (level - 1), 4 * (level - 1), 0xffffffff);
     }
     if (in.has_modrm && in.mod != 3 && op != 0x8d) {
         emulate_ea(v, &in, &seg, &off);
@@ -1734,6 +1744,8 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max, int ctx)
         if (mmu_translate(v, cs_base + eip + (PGSIZE - (pa & 0xfff)), ACC_X | (v->cpl == 3 ? ACC_U : 0), &pa2) == OK) {
             b->pa2 = pa2 & PTE_FRAME;
             trace_add(v, pa2, TR_CODE);
+            if (b != &blocks[STEP_BLOCK])
+                nstraddle++;
         }
         vfault.pending = 0;
     }
@@ -1874,8 +1886,11 @@ drop_unit(struct vcpu *v, struct block *b)
     if (!b->valid)
         return;
     b->valid = 0;
-    if (b != &blocks[STEP_BLOCK])
+    if (b != &blocks[STEP_BLOCK]) {
         hash_remove(b);
+        if (b->pa2 != ~0u)
+            nstraddle--;
+    }
     unchain_into(b);
     undispatch(b);
     v->st.tc_invalidated++;
@@ -2013,9 +2028,17 @@ code_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
 {
     gpa_t page = pa & PTE_FRAME;
     int left = 0;
-    for (s16 k = phash[(page >> PGSHIFT) % NPHASH]; k >= 0; k = blocks[k].pnext) {
-        struct block *b = &blocks[k];
-        if (!b->valid || (b->pa & PTE_FRAME) != page)
+    /* Units stay in their page's chain when dropped; the walk unlinks
+     * them, so that code rewritten again and again (each write dropping
+     * one unit and a retranslation adding one) keeps a short chain. */
+    for (s16 *link = &phash[(page >> PGSHIFT) % NPHASH]; *link >= 0;) {
+        struct block *b = &blocks[*link];
+        if (!b->valid) {
+            *link = b->pnext;
+            continue;
+        }
+        link = &b->pnext;
+        if ((b->pa & PTE_FRAME) != page)
             continue;
         if (!unit_overlaps(b, pa, n)) {
             left = 1;
@@ -2025,8 +2048,10 @@ code_written(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
         if (opt_log & LOG_TRANSLATE)
             cprintf("translate: unit at %08x invalidated by a write to %08x\n", b->eip, pa);
     }
-    /* Units that straddle into this page, and the single-step unit. */
-    for (int k = 0; k <= MAXBLOCKS; k++) {
+    /* Units that straddle into this page (rare: a lone instruction
+     * across a page boundary; counted, so that the common write costs no
+     * walk over every unit), and the single-step unit. */
+    for (int k = nstraddle ? 0 : MAXBLOCKS; k <= MAXBLOCKS; k++) {
         if (k == nblocks)
             k = STEP_BLOCK;
         struct block *b = &blocks[k];
