@@ -2422,7 +2422,7 @@ run_block(struct vcpu *v, struct block *b, int step)
 static int
 still_kernel(struct vcpu *v)
 {
-    return !v->stop_reason && v->cpl == 0 && (v->cr0 & CR0_PE) && !(v->eflags & (EFLAGS_VM | EFLAGS_TF)) &&
+    return !v->stop_reason && !v->halted && !v->intr_shadow && v->cpl == 0 && (v->cr0 & CR0_PE) && !(v->eflags & (EFLAGS_VM | EFLAGS_TF)) &&
            !rl.pending && v->seg[SEG_CS].base + v->eip < VMM_BASE - PGSIZE;
 }
 
@@ -2537,10 +2537,12 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
     }
     precise_regs(v, b, ins, off - b->tc);
     if (trap == T_DB) {
-        /* Single-stepping (bt_step): TF was set only for this unit. */
+        /* Single-stepping: TF was set only for this unit - for the guest's
+         * own TF (bt_step), or to end an interrupt shadow (bt_step_one). */
         u32 dr6 = rdr6();
         ldr6(0);
-        emulate_deliver_debug(v, dr6 & 0x400f ? dr6 & 0x400f : 0x4000);
+        if (v->eflags & EFLAGS_TF)
+            emulate_deliver_debug(v, dr6 & 0x400f ? dr6 & 0x400f : 0x4000);
         return 0;
     }
     if (trap < 32) {
@@ -2551,7 +2553,9 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
         emulate_deliver_pending(v);
         return still_kernel(v);
     }
-    /* A host interrupt: nothing to do for the guest yet. */
+    /* A host interrupt: back to the main loop, which brings the devices
+     * up to date and delivers what they raised (vmm.c, D:020). */
+    dev_host_irq(v, trap);
     return 0;
 }
 
@@ -2600,6 +2604,20 @@ bt_step(struct vcpu *v)
     int fill;
     if (!v->stop_reason)
         exit_block(v, b, &fill);
+}
+
+/* Run exactly one guest instruction, whatever the mode (the main loop,
+ * to end the interrupt shadow of an STI or MOV SS before delivering an
+ * interrupt).  With the guest's TF set, its #DB follows, as in bt_step. */
+static void relocated_step(struct vcpu *v);
+
+void
+bt_step_one(struct vcpu *v)
+{
+    if (rl.pending)
+        relocated_step(v);
+    else
+        bt_step(v);
 }
 
 /* Run the instruction at v->eip once, alone, single-stepped, with the

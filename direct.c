@@ -207,8 +207,10 @@ direct_run(struct vcpu *v)
         return;
     }
     default:
-        if (f->trapno >= 32)
-            return;                     /* a host interrupt: resume */
+        if (f->trapno >= 32) {
+            dev_host_irq(v, f->trapno); /* a host interrupt: the main loop looks at the devices */
+            return;
+        }
         raise_fault(v, f->trapno, f->err);
         break;
     }

@@ -1471,6 +1471,10 @@ emu_sti(struct vcpu *v, struct insn *in, u32 next)
     (void)in;
     if (!iopl_ok(v))
         return raise_gp(v, 0);
+    /* STI with IF clear holds interrupts off until after the next
+     * instruction (SDM Vol. 2B, STI): the main loop honours this. */
+    if (!(v->eflags & EFLAGS_IF))
+        v->intr_shadow = 1;
     v->eflags |= EFLAGS_IF;
     v->eip = next;
     return OK;
@@ -1480,11 +1484,11 @@ static int
 emu_hlt(struct vcpu *v, struct insn *in, u32 next)
 {
     (void)in;
+    /* The main loop idles until an interrupt can be delivered (vmm.c,
+     * D:020; dev.c, dev_idle), and ends the run if none ever can. */
     v->eip = next;
-    v->stop_status = EXIT_HALT;
-    vm_stop(v, "hlt at %08x with IF=%d: no virtual interrupt source exists yet to wake the guest",
-            next, !!(v->eflags & EFLAGS_IF));
-    return STOP;
+    v->halted = 1;
+    return OK;
 }
 
 static int
@@ -1592,6 +1596,8 @@ emu_mov_to_sr(struct vcpu *v, struct insn *in, u32 next)
         return FAULT;
     if (segtrack_load(v, in->reg, sel) != OK)
         return FAULT;
+    if (in->reg == SEG_SS)
+        v->intr_shadow = 1;     /* as after STI: SS and ESP are loaded as a pair */
     v->eip = next;
     return OK;
 }
@@ -1624,6 +1630,8 @@ emu_pop_sr(struct vcpu *v, struct insn *in, u32 next)
     if (segtrack_load(v, stack_sreg(in), sel & 0xffff) != OK)
         return FAULT;
     stack_drop(v, in->opsize);
+    if (stack_sreg(in) == SEG_SS)
+        v->intr_shadow = 1;
     v->eip = next;
     return OK;
 }

@@ -110,6 +110,24 @@ load_elf(hpa_t img, u32 size)
     return eh.entry;
 }
 
+/* The physical address of an ELF file's entry point: its virtual address
+ * moved as the segment holding it is (a vmlinux links at 0xc1000000 and
+ * loads at 0x1000000). */
+static u32
+elf_entry_phys(hpa_t img)
+{
+    struct elf_hdr eh;
+    hpa_read(img, &eh, sizeof eh);
+    for (int i = 0; i < eh.phnum; i++) {
+        struct elf_phdr ph;
+        hpa_read(img + eh.phoff + i * sizeof ph, &ph, sizeof ph);
+        if (ph.type == PT_LOAD && eh.entry - ph.vaddr < ph.memsz)
+            return eh.entry - ph.vaddr + ph.paddr;
+    }
+    bad_image("the entry point %x lies in no loadable segment", eh.entry);
+    return 0;
+}
+
 /* The a.out kludge (Multiboot §3.1.3): the header gives the addresses. */
 static u32
 load_aout(hpa_t img, u32 size, u32 hoff, struct mb_header *h)
@@ -213,6 +231,176 @@ load_rom(struct vcpu *v, hpa_t img, u32 size, const char *name)
     cprintf("vmm: loaded \"%s\" as a %u KiB ROM at %08x, starting at f000:fff0\n", name, size >> 10, 0u - size);
 }
 
+/*D:007 Booting Linux (docs/11-linux.md).  A bzImage is recognized by
+ * the boot protocol's signature, "HdrS" at offset 0x202 with 55 AA at
+ * 0x1fe; the monitor then loads it as a boot loader following the
+ * kernel's "32-bit boot protocol" does (the kernel's
+ * Documentation/arch/x86/boot.rst, which is the specification here):
+ *  - the real-mode setup code, (setup_sects + 1) sectors, is skipped;
+ *    the protected-mode part is loaded at 0x100000 (code32_start);
+ *  - a "zero page" (struct boot_params) is built: the image's own setup
+ *    header copied in (offset 0x1f1, for 0x202 + [0x201] - 0x1f1 bytes),
+ *    type_of_loader 0xff ("undefined"), the command line's address, the
+ *    initial ramdisk's address and size, and the e820 memory map, the
+ *    same table the Multiboot path reports (D:005);
+ *  - the initial ramdisk (the second module) goes at the top of RAM below
+ *    the reserved top 128 KiB and below the header's initrd_addr_max;
+ *  - the CPU state: protected mode, paging off, interrupts off, CS 0x10
+ *    and DS = ES = SS = 0x18 from a GDT whose entries 2 and 3 are flat
+ *    4 GiB code and data, ESI the zero page, EBX = EBP = EDI = 0.
+ * The kernel's command line is the module string after the file name,
+ * as for a Multiboot guest.  The kernel's own decompressor then runs,
+ * translated, at CPL 0 like the rest of the kernel.  An uncompressed
+ * vmlinux (an ELF file without a Multiboot header) is loaded by its
+ * segments' physical addresses and entered the same way, at the
+ * physical address of its entry point. :*/
+#define LINUX_GDT     0x5000
+#define LINUX_ZEROPG  0x6000
+#define LINUX_CMDLINE 0x7000
+#define LINUX_CMDMAX  0x800
+
+static void
+linux_state(struct vcpu *v, u32 entry)
+{
+    u64 gdt[4] = { 0, 0,
+                   0x00cf9b000000ffffull,       /* 0x10: code, base 0, 4 GiB, accessed */
+                   0x00cf93000000ffffull };     /* 0x18: data */
+    gpa_write(LINUX_GDT, gdt, sizeof gdt);
+    memset(&v->f, 0, sizeof v->f);
+    v->f.esi = LINUX_ZEROPG;
+    v->eip = entry;
+    v->eflags = EFLAGS_FIXED;
+    v->cr0 = CR0_PE | CR0_ET;
+    v->cr2 = v->cr3 = v->cr4 = 0;
+    v->gdtr.base = LINUX_GDT;
+    v->gdtr.limit = sizeof gdt - 1;
+    v->idtr.base = 0;
+    v->idtr.limit = 0;
+    v->dr[6] = 0xffff0ff0;
+    v->dr[7] = 0x400;
+    segtrack_reset(v);
+    struct desc code = { (u32)gdt[2], (u32)(gdt[2] >> 32) }, data = { (u32)gdt[3], (u32)(gdt[3] >> 32) };
+    for (int s = 0; s < NSEG; s++)
+        segtrack_set(v, s, 0x18, data, SM_PROT);
+    segtrack_set(v, SEG_CS, 0x10, code, SM_PROT);
+    v->mode = MODE_BT;
+    dev_reset_state(0);
+}
+
+/* The zero page: header, command line, ramdisk, e820.  `hdr` is the
+ * image's setup header (from 0x1f1), hlen bytes, or NULL for a vmlinux. */
+static void
+linux_zero_page(const u8 *hdr, u32 hlen, const char *cmdline, gpa_t initrd, u32 initrd_size)
+{
+    static u8 zp[PGSIZE];
+    memset(zp, 0, sizeof zp);
+    if (hdr)
+        memcpy(zp + 0x1f1, hdr, hlen);
+    zp[0x210] = 0xff;                           /* type_of_loader: undefined */
+    zp[0x211] |= 0x01;                          /* loadflags: LOADED_HIGH */
+    u32 cl = LINUX_CMDLINE, am = (ram_size - 0x100000 - 0x20000) >> 10;
+    memcpy(zp + 0x228, &cl, 4);                 /* cmd_line_ptr */
+    memcpy(zp + 0x218, &initrd, 4);             /* ramdisk_image */
+    memcpy(zp + 0x21c, &initrd_size, 4);        /* ramdisk_size */
+    memcpy(zp + 0x1e0, &am, 4);                 /* alt_mem_k */
+    static const struct { u64 base, len; u32 type; } e820[] = {
+        { 0x00000000, 0x9fc00, 1 },
+        { 0x0009fc00, 0x00400, 2 },
+        { 0x000f0000, 0x10000, 2 },
+        { 0x00100000, 0, 1 },
+        { 0, 0x20000, 2 },
+        { 0xfffc0000, 0x40000, 2 },
+    };
+    for (u32 i = 0; i < ARRAY_SIZE(e820); i++) {
+        u64 base = e820[i].base, len = e820[i].len;
+        if (i == 3)
+            len = ram_size - 0x100000 - 0x20000;
+        if (i == 4)
+            base = ram_size - 0x20000;
+        u8 *e = zp + 0x2d0 + 20 * i;            /* e820_table: base, size, type */
+        memcpy(e, &base, 8);
+        memcpy(e + 8, &len, 8);
+        memcpy(e + 16, &e820[i].type, 4);
+    }
+    zp[0x1e8] = ARRAY_SIZE(e820);               /* e820_entries */
+    gpa_write(LINUX_ZEROPG, zp, sizeof zp);
+    u32 n = strlen(cmdline);
+    if (n > LINUX_CMDMAX - 1)
+        n = LINUX_CMDMAX - 1;
+    gpa_write(LINUX_CMDLINE, cmdline, n);
+    gpa_write(LINUX_CMDLINE + n, "", 1);
+}
+
+/* The second module, if any, as the initial ramdisk: where it went. */
+static gpa_t
+linux_initrd(struct mb_module *mods, u32 nmods, u32 max, u32 *size)
+{
+    *size = 0;
+    if (nmods < 2)
+        return 0;
+    u32 n = mods[1].mod_end - mods[1].mod_start;
+    u32 top = ram_size - 0x20000;
+    if (max && top > max + 1)
+        top = max + 1;
+    if (n > top - image_end)
+        bad_image("the initial ramdisk (%u bytes) does not fit in %u MiB of RAM with the kernel", n, ram_size >> 20);
+    gpa_t at = (top - n) & ~(PGSIZE - 1);
+    load_segment(mods[1].mod_start, n, at, n);
+    *size = n;
+    return at;
+}
+
+static const char *
+args_of(const char *name)
+{
+    while (*name && *name != ' ')
+        name++;
+    while (*name == ' ')
+        name++;
+    return name;
+}
+
+static void
+load_bzimage(struct vcpu *v, hpa_t img, u32 size, const char *name, struct mb_module *mods, u32 nmods)
+{
+    u8 hdr[0x280 - 0x1f1];
+    if (size < 0x1000)
+        bad_image("\"%s\": a bzImage of %u bytes is too short", name, size);
+    hpa_read(img + 0x1f1, hdr, sizeof hdr);
+    u16 version = hdr[0x206 - 0x1f1] | hdr[0x207 - 0x1f1] << 8;
+    u32 setup_sects = hdr[0] ? hdr[0] : 4;
+    u32 hlen = 0x202 + hdr[0x201 - 0x1f1] - 0x1f1;
+    u32 pm_off = (setup_sects + 1) * 512, initrd_max;
+    memcpy(&initrd_max, hdr + 0x22c - 0x1f1, 4);
+    if (version < 0x0204)
+        bad_image("\"%s\": boot protocol %x.%02x; this loader needs 2.04 or later", name, version >> 8, version & 0xff);
+    if (!(hdr[0x211 - 0x1f1] & 1))
+        bad_image("\"%s\": a zImage (loaded low); only a bzImage is supported", name);
+    if (hlen > sizeof hdr || hlen < 0x236 - 0x1f1)
+        bad_image("\"%s\": a setup header of %u bytes makes no sense", name, hlen);
+    if (pm_off >= size)
+        bad_image("\"%s\": %u setup sectors, but the file has %u bytes", name, setup_sects, size);
+    load_segment(img + pm_off, size - pm_off, 0x100000, size - pm_off);
+    u32 initrd_size;
+    gpa_t initrd = linux_initrd(mods, nmods, initrd_max, &initrd_size);
+    linux_zero_page(hdr, hlen, args_of(name), initrd, initrd_size);
+    linux_state(v, 0x100000);
+    cprintf("vmm: loaded \"%s\" as a Linux bzImage (boot protocol %x.%02x), %u KiB at 0x100000%s\n",
+            name, version >> 8, version & 0xff, (size - pm_off) >> 10, initrd_size ? ", with an initrd" : "");
+    if (initrd_size)
+        cprintf("vmm: initial ramdisk: %u KiB at %x\n", initrd_size >> 10, initrd);
+}
+
+static int
+is_bzimage(hpa_t img, u32 size)
+{
+    u8 b[8];
+    if (size < 0x210)
+        return 0;
+    hpa_read(img + 0x1fe, b, 8);
+    return b[0] == 0x55 && b[1] == 0xaa && !memcmp(b + 4, "HdrS", 4);
+}
+
 void
 load_guest(struct vcpu *v, struct mb_info *mbi)
 {
@@ -253,6 +441,10 @@ load_guest(struct vcpu *v, struct mb_info *mbi)
         load_boot_sector(v, img, size, name);
         return;
     }
+    if (is_bzimage(img, size)) {
+        load_bzimage(v, img, size, name, mods, nmods);
+        return;
+    }
     struct mb_header h;
     u32 hoff = 0;
     int found = 0;
@@ -261,6 +453,22 @@ load_guest(struct vcpu *v, struct mb_info *mbi)
         if (h.magic == MB_HEADER_MAGIC && h.magic + h.flags + h.checksum == 0) {
             found = 1;
             break;
+        }
+    }
+    if (!found && size >= 4) {
+        /* An ELF file without a Multiboot header: an uncompressed Linux
+         * kernel, entered by the 32-bit boot protocol (D:007). */
+        u8 magic[4];
+        hpa_read(img, magic, 4);
+        if (!memcmp(magic, "\177ELF", 4)) {
+            load_elf(img, size);
+            u32 entry = elf_entry_phys(img), initrd_size;
+            gpa_t initrd = linux_initrd(mods, nmods, 0x37ffffff, &initrd_size);
+            linux_zero_page(NULL, 0, args_of(name), initrd, initrd_size);
+            linux_state(v, entry);
+            cprintf("vmm: loaded \"%s\" as an uncompressed Linux kernel (ELF without a Multiboot header), entry %x\n",
+                    name, entry);
+            return;
         }
     }
     if (!found)

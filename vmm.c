@@ -308,6 +308,10 @@ vmm_monitor_trap(struct frame *tf)
         tf->eip = (u32)probe_end;
         return 0;
     }
+    if (tf->trapno >= T_IRQ0 && tf->trapno < T_IRQ0 + 16) {
+        dev_host_irq(&vcpu0, tf->trapno);       /* in dev_idle's HLT */
+        return 0;
+    }
     if (tf->eip >= (u32)vm_enter_start && tf->eip < (u32)vm_enter_end) {
         vcpu0.f.trapno = T_ENTRYFAIL;
         vcpu0.f.err = (tf->trapno << 16) | (tf->err & 0xffff);
@@ -616,6 +620,12 @@ vmm_stats(struct vcpu *v)
             s->inline_emitted, s->io_inline, s->indirect_emitted, s->dispatch_filled, s->dispatch_miss);
     cprintf("stat links chained_xpage=%u xlinks_undone=%u adapted=%u unadapted=%u continued=%u\n",
             s->chained_xpage, s->xlinks_undone, s->adapted, s->unadapted, s->bt_continued);
+    cprintf("stat interrupts host=%u idle_halts=%u shadow_steps=%u delivered", s->host_irqs, s->idle_halts,
+            s->shadow_steps);
+    for (int i = 0; i < 16; i++)
+        if (s->irqs[i])
+            cprintf(" irq%d=%u", i, s->irqs[i]);
+    cprintf("\n");
     for (int i = 0; i < 256; i++)
         if (s->traps[i])
             cprintf("stat trap %d %s %u\n", i,
@@ -689,10 +699,61 @@ parse_cmdline(const char *c)
  * back, repeat.  Each engine returns after it has handled one exit from
  * the guest (direct.c) or when the guest's state may call for the other
  * engine (bt.c); then the decision is taken again (docs/00-overview.md). :*/
+/*D:020 Virtual interrupts.  Before each decision the devices are
+ * brought up to date (dev.c, dev_poll); then, if the virtual PIC has a
+ * request and the guest's IF is 1, the interrupt is delivered through the
+ * guest's IDT (or, in real mode, its IVT) at the instruction boundary the
+ * guest is stopped at, exactly as emulate_interrupt delivers an
+ * exception, with EXT set in any error code on the way.  The guest's
+ * state here is always precise: direct execution stops only at
+ * instruction boundaries, and translated code is put back at one by
+ * exit_block (bt.c, after B:070).  Two details of the CPU matter:
+ *  - after an STI that set IF, and after a load of SS, one more
+ *    instruction runs before an interrupt is recognized (SDM Vol. 3A
+ *    §6.8.3); the emulator notes it in v->intr_shadow, and the main loop
+ *    runs that instruction alone (bt_step_one) before delivering;
+ *  - a guest in HLT waits for an interrupt: dev_idle halts the host CPU
+ *    until a host interrupt brings one, instead of spinning.
+ * Every host interrupt is an exit from the guest (the real IF is 1
+ * whenever the guest runs, whatever the guest's own IF), so a guest in a
+ * tight chained loop of translated code still reaches here within one
+ * host timer period of its next tick. :*/
+static void
+interrupt_window(struct vcpu *v)
+{
+    dev_poll(v);
+    if (v->halted) {
+        if (!dev_idle(v))
+            return;
+        v->halted = 0;
+    }
+    if (!(v->eflags & EFLAGS_IF) || !dev_irq_pending(v)) {
+        v->intr_shadow = 0;
+        return;
+    }
+    if (v->intr_shadow) {
+        v->intr_shadow = 0;
+        v->st.shadow_steps++;
+        bt_step_one(v);
+        if (v->stop_reason || v->halted || !(v->eflags & EFLAGS_IF) || !dev_irq_pending(v))
+            return;
+    }
+    int vec = dev_irq_ack(v);
+    if (vec < 0)
+        return;
+    if (opt_log & LOG_FAULT)
+        cprintf("irq: vector %02x at %04x:%08x\n", vec, v->seg[SEG_CS].sel, v->eip);
+    if (emulate_interrupt(v, vec, 0, 0, 0, v->eip) != OK)
+        emulate_deliver_pending(v);
+}
+
 static void
 run(struct vcpu *v)
 {
     while (!v->stop_reason) {
+        interrupt_window(v);
+        if (v->stop_reason || v->halted)
+            continue;
         if (vmm_decide(v) == MODE_DIRECT)
             direct_run(v);
         else

@@ -125,6 +125,10 @@ struct stats {
     u32 adapted;            /* instructions retranslated as emulating callouts */
     u32 unadapted;          /* ... and made IDENT again */
     u32 bt_continued;       /* exits after which translated code went on at once */
+    u32 irqs[16];           /* virtual interrupts delivered, by IRQ line */
+    u32 host_irqs;          /* host interrupts taken (timer deadline, COM1 input) */
+    u32 idle_halts;         /* host HLTs while the guest was halted */
+    u32 shadow_steps;       /* instructions stepped to end an interrupt shadow */
 };
 
 struct vcpu {
@@ -365,6 +369,7 @@ void direct_run(struct vcpu *v);
 /* ---- bt.c: the binary translation sub-system ---- */
 void bt_init(void);
 void bt_run(struct vcpu *v);
+void bt_step_one(struct vcpu *v);
 void bt_flush(const char *why);
 int bt_window_pending(void);
 void bt_window_fault(struct vcpu *v, u32 la);
@@ -376,6 +381,11 @@ int dev_in(struct vcpu *v, u16 port, int size, u32 *val);
 int dev_out(struct vcpu *v, u16 port, int size, u32 val);
 void log_putc(char c);
 int dev_irq_pending(struct vcpu *v);
+int dev_irq_ack(struct vcpu *v);
+void dev_host_irq(struct vcpu *v, int vec);
+void dev_poll(struct vcpu *v);
+int dev_idle(struct vcpu *v);
+void pic_raise(int irq);
 int dev_port_is_empty(u16 port);
 void dev_reset_state(int from_reset);
 
