@@ -704,8 +704,8 @@ classify(struct vcpu *v, struct insn *in, const u8 *b, int code32, u32 cs_base, 
         return MC_NONE;
     u32 op = in->map == 0 ? in->op : 0x100 | in->op;
     int mem = in->has_modrm && in->mod != 3;
-    if (in->flags & D_STRING)
-        return MC_CALLOUT;
+    if ((in->flags & D_STRING) && (in->rep || in->adsize != 4 || op < 0xa4 || !code32))
+        return MC_CALLOUT;                              /* REP, I/O: the footprint is checked after */
     if (op == 0xd7 || (op == 0xc8 && (in->imm2 & 0x1f)))
         return MC_CALLOUT;                              /* xlat; enter with nesting */
     if (mem && (op == 0x1a3 || op == 0x1ab || op == 0x1b3 || op == 0x1bb))
@@ -747,6 +747,32 @@ classify(struct vcpu *v, struct insn *in, const u8 *b, int code32, u32 cs_base, 
                 l[n++] = b[k];
             check_add(c, fixed ? CK_LEA16 : CK_BIAS, l, n, s);
         }
+    }
+    if (in->flags & D_STRING) {
+        /* One element of MOVS, CMPS, STOS, LODS or SCAS (no REP): at most
+         * four bytes at DS:ESI (any segment override) and ES:EDI, each
+         * checked like a [reg] operand - a kernel's strcmp is LODSB and
+         * SCASB in a loop, and a callout per byte would dominate it. */
+        int src = op == 0xa4 || op == 0xa5 || op == 0xa6 || op == 0xa7 || op == 0xac || op == 0xad;
+        int dst = !(op == 0xac || op == 0xad);
+        for (int k = 0; k < 2; k++) {
+            if (!(k ? dst : src))
+                continue;
+            int s = k ? SEG_ES : in->seg >= 0 ? in->seg : SEG_DS, r = k ? 7 : 6;
+            int fixed = s != SEG_GS && s != SEG_CS;
+            if (fixed && !slow && tr_base[s] == 0) {
+                check_add_reg(c, r, *gpr(v, r) >= 0x80000000u);
+            } else if (fixed) {
+                u8 l[6] = { 0x8d, 0x80 | r };
+                u32 d = tr_base[s] + 0x80000000u;
+                memcpy(l + 2, &d, 4);
+                check_add(c, CK_LEA, l, 6, s);
+            } else {
+                u8 l[2] = { 0x8d, r };
+                check_add(c, CK_BIAS, l, 2, s);
+            }
+        }
+        return MC_INLINE;
     }
     if (op >= 0xa0 && op <= 0xa3) {                     /* mov with a moffs */
         int s = in->seg >= 0 ? in->seg : SEG_DS;
@@ -1153,6 +1179,7 @@ undispatch(struct block *b)
  *     jmp  miss
  * 1:  mov  %gs:save_ecx, %ecx
  *     jmp  unit */
+#define STUB_LEN 32
 static u32
 make_stub(struct block *b, int k)
 {
@@ -1169,10 +1196,38 @@ make_stub(struct block *b, int k)
     emit1(0xe9); emit4(MISS_STUB(k) - (emit_p - tc + 4));
     emit_mov_from_gs(1, TCD(save_ecx));
     emit1(0xe9); emit4(b->tc - (emit_p - tc + 4));
+    if (emit_p - tc - at != STUB_LEN)
+        panic("a dispatch stub of %d bytes", (int)(emit_p - tc - at));
     tc_used = emit_p - tc;
     tc_close();
     b->stub[k] = at;
     return at;
+}
+
+/* Is TC offset off inside a dispatch stub or a miss callout?  Stubs are
+ * appended to the TC between units, STUB_LEN bytes each, so the gap
+ * after the unit below off holds whole stubs; each starts with the
+ * same MOV from %gs:ind_target. */
+static int
+in_dispatch_stub(u32 off)
+{
+    if (off < MISS_STUB(2))
+        return 1;
+    u32 end = 0;
+    for (int lo = 0, hi = norder[1] - 1; lo <= hi;) {
+        int mid = (lo + hi) / 2;
+        struct block *m = &blocks[order[1][mid]];
+        if (m->tc <= off) {
+            end = m->tc + m->tclen;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    if (!end || off < end)
+        return 0;
+    u32 at = end + (off - end) / STUB_LEN * STUB_LEN;
+    return tc[at] == 0x65 && tc[at + 1] == 0x8b && tc[at + 2] == 0x0d;
 }
 
 /* ---- Relocated execution and exact footprints ---- */
@@ -1840,6 +1895,9 @@ lookup(struct vcpu *v)
 }
 
 /* The unit whose translation holds TC offset `off` of cache `code32`. */
+static int in_dispatch_stub(u32 off);
+static int at_boundary(int code32, u32 eip);
+
 static struct block *
 find_block(int code32, u32 off)
 {
@@ -2324,10 +2382,40 @@ run_block(struct vcpu *v, struct block *b, int step)
             }
     v->st.bt_entries++;
     u32 esp_hi = f->esp & 0xffff0000;
-    int at_insn = 0;
+    int at_insn = 0, rolling = 0;
     for (;;) {
         vm_enter(f, mmu_hw_cr3(v));    /* asked each time: a fault may replace it */
         v->st.traps[f->trapno & 0xff]++;
+        if (f->trapno >= T_IRQ0 && f->trapno < T_IRQ0 + 16) {
+            /*B:075 A host interrupt in translated code comes at a
+             * hardware instruction boundary, which need not be a guest
+             * one: inside an inline sequence (after a RET's POP, say, but
+             * before its dispatch), in an FS swap or a truncation check.
+             * Rather than undo half a sequence, the monitor rolls
+             * forward: it single-steps the translated code until it
+             * reaches a guest instruction boundary, and reports the
+             * interrupt there.  A single step, a relocated instruction
+             * or a traced write in progress just finishes first. :*/
+            int vec = f->trapno;
+            dev_host_irq(v, vec);
+            if (step || rl.active || trace_in_flight() || rolling)
+                continue;
+            if (!at_boundary(b->code32, f->eip)) {
+                rolling = vec;
+                v->st.rolled++;
+                f->eflags |= EFLAGS_TF;
+                continue;
+            }
+            break;
+        }
+        if (rolling && f->trapno == T_DB && (rdr6() & 0x4000) && !trace_in_flight()) {
+            ldr6(0);
+            if (!at_boundary(b->code32, f->eip))
+                continue;
+            f->eflags &= ~EFLAGS_TF;
+            f->trapno = rolling;
+            break;
+        }
         if (step && f->trapno == T_DB && !trace_in_flight() && b->ninsn == 1) {
             /* Single-stepping one guest instruction: traps after the
              * check and the FS swap that precede it are not the guest's.
@@ -2422,7 +2510,7 @@ run_block(struct vcpu *v, struct block *b, int step)
 static int
 still_kernel(struct vcpu *v)
 {
-    return !v->stop_reason && !v->halted && !v->intr_shadow && v->cpl == 0 && (v->cr0 & CR0_PE) && !(v->eflags & (EFLAGS_VM | EFLAGS_TF)) &&
+    return !v->stop_reason && !v->halted && !v->intr_shadow && !v->irq_seen && v->cpl == 0 && (v->cr0 & CR0_PE) && !(v->eflags & (EFLAGS_VM | EFLAGS_TF)) &&
            !rl.pending && v->seg[SEG_CS].base + v->eip < VMM_BASE - PGSIZE;
 }
 
@@ -2526,8 +2614,24 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
         return still_kernel(v);
     }
     struct block *b = find_block(code32, off);
+    if (!b && trap >= 32 && code32 && in_dispatch_stub(off)) {
+        /* A host interrupt in a dispatch stub (C:030): the indirect
+         * branch is done, its target in ind_target, ECX saved. */
+        v->eip = tcdata.ind_target;
+        f->ecx = tcdata.save_ecx;
+        return 0;
+    }
     if (!b)
         panic("exit %d at TC offset %x belongs to no unit", trap, off);
+    if (trap >= 32) {
+        /* A host interrupt just as a branch reached its exit stub: the
+         * guest is at that exit's target. */
+        for (int x = 0; x < 2; x++)
+            if (b->exit[x].site && off == b->exit[x].stub) {
+                v->eip = b->exit[x].target & (code32 ? ~0u : 0xffff);
+                return 0;
+            }
+    }
     v->eip = (b->eip + tc_to_guest(b, off - b->tc, &ins)) & (code32 ? ~0u : 0xffff);
     if (trap == T_TRACED)
         return still_kernel(v);         /* the unit's code changed: retranslate from v->eip */
@@ -2553,10 +2657,29 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
         emulate_deliver_pending(v);
         return still_kernel(v);
     }
-    /* A host interrupt: back to the main loop, which brings the devices
-     * up to date and delivers what they raised (vmm.c, D:020). */
-    dev_host_irq(v, trap);
+    /* A host interrupt (taken in run_block, at an instruction boundary):
+     * back to the main loop, which brings the devices up to date and
+     * delivers what they raised (vmm.c, D:020). */
     return 0;
+}
+
+/* Is hardware EIP eip (in the TC) at a guest instruction boundary: the
+ * start of an instruction's translation, or the instruction proper of an
+ * IDENT one once its checks are done, or an exit stub?  Outside every
+ * unit it is a dispatch stub, where exit_block knows the state. */
+static int
+at_boundary(int code32, u32 eip)
+{
+    u32 off = code32 ? eip - (u32)tc : eip;
+    struct block *b = find_block(code32, off);
+    if (!b)
+        return 1;
+    u32 o = off - b->tc;
+    int last = b->term == TERM_INDIRECT || b->term == TERM_EMULATE ? b->ninsn : b->ninsn - 1;
+    for (int i = 0; i <= last; i++)
+        if (o < b->tend[i])
+            return o == (i ? b->tend[i - 1] : 0u) || (b->kind[i] == K_IDENT && o == b->istart[i]);
+    return 1;
 }
 
 /* Translate the one instruction at the guest's CS:EIP into the

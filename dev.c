@@ -104,6 +104,8 @@ static struct pic {
     u8 read_isr;                /* OCW3: even-port reads show ISR, not IRR */
     u8 elcr;                    /* edge/level control (port 0x4d0/0x4d1), kept as written */
 } pic[2];
+#define MAX_OWED 64
+static u32 ticks_owed;           /* IRQ0 ticks due, not yet delivered (V:020) */
 
 /* The highest-priority line of p that may interrupt now, or -1. */
 static int
@@ -160,6 +162,8 @@ dev_irq_ack(struct vcpu *v)
     p->irr &= ~(1u << line);
     if (!p->auto_eoi)
         p->isr |= 1u << line;
+    if (p == &pic[0] && line == 0 && ticks_owed && --ticks_owed)
+        p->irr |= 1;            /* the next tick owed, delivered after this one's EOI */
     v->st.irqs[(p == &pic[1]) * 8 + line]++;
     return p->vector + line;
 }
@@ -245,6 +249,13 @@ static u64
 pit_now(void)
 {
     return ((rdtsc() - tsc_boot) << 8) / tsc_per_pit256;
+}
+
+/* Whole seconds of virtual time since boot (for statsevery=). */
+u32
+dev_seconds(void)
+{
+    return (u32)(pit_now() / PIT_HZ);
 }
 
 static u64
@@ -348,8 +359,15 @@ host_arm(u64 deadline)
     host_unmask(HOST_IRQ_TIMER, 1);
 }
 
-/* Raise IRQ0 for every tick due by now (coalesced), and arm the host
- * timer for the next one while the guest can take it. */
+/* Ticks due but not yet delivered.  Each acknowledged IRQ0 pays one
+ * back and raises the next at once (dev_irq_ack), so that a guest that
+ * spent a while with interrupts off, or in the monitor, still counts
+ * every tick - a kernel that checks its tick count against the TSC (Linux's
+ * clocksource watchdog) would otherwise find its clock running slow.  At
+ * most MAX_OWED (a quarter of a second at Linux's 250 Hz) are kept. */
+
+/* Raise IRQ0 for every tick due by now, and arm the host timer for the
+ * next one while the guest can take it. */
 static void
 pit_update(u64 now)
 {
@@ -358,6 +376,9 @@ pit_update(u64 now)
         if (c->mode == 2 || c->mode == 3) {
             u64 k = (now - c->start) / c->reload;
             if (now >= c->start && k > c->ticks_done) {
+                ticks_owed += k - c->ticks_done;
+                if (ticks_owed > MAX_OWED)
+                    ticks_owed = MAX_OWED;
                 c->ticks_done = k;
                 pic_raise(0);
             }
@@ -400,6 +421,8 @@ pit_load(int ch, u32 count)
     c->start = pit_now();
     c->loaded = 1;
     c->ticks_done = 0;
+    if (ch == 0)
+        ticks_owed = 0;
     if (ch == 0)
         pit_update(c->start);
 }
@@ -912,6 +935,7 @@ dev_host_irq(struct vcpu *v, int vec)
     if (irq < 0 || irq >= 16)
         return;
     v->st.host_irqs++;
+    v->irq_seen = 1;
     if (irq >= 8)
         outb(0xa0, 0x20);
     outb(0x20, 0x20);

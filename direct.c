@@ -125,6 +125,10 @@ direct_run(struct vcpu *v)
             if (r == PF_WINDOW)
                 f->trapno = T_RELOC;
         }
+        if (f->trapno >= T_IRQ0 && f->trapno < T_IRQ0 + 16 && trace_in_flight()) {
+            dev_host_irq(v, f->trapno);     /* before the traced write: let it finish first */
+            continue;
+        }
         if (trace_in_flight()) {
             /* A traced write has been carried out (trace.c): report it,
              * and if the single-step trap was only ours, go back to the
@@ -207,10 +211,12 @@ direct_run(struct vcpu *v)
         return;
     }
     default:
-        if (f->trapno >= 32) {
+        if (f->trapno >= T_IRQ0 && f->trapno < T_IRQ0 + 16) {
             dev_host_irq(v, f->trapno); /* a host interrupt: the main loop looks at the devices */
             return;
         }
+        if (f->trapno >= 32)
+            return;
         raise_fault(v, f->trapno, f->err);
         break;
     }

@@ -620,8 +620,8 @@ vmm_stats(struct vcpu *v)
             s->inline_emitted, s->io_inline, s->indirect_emitted, s->dispatch_filled, s->dispatch_miss);
     cprintf("stat links chained_xpage=%u xlinks_undone=%u adapted=%u unadapted=%u continued=%u\n",
             s->chained_xpage, s->xlinks_undone, s->adapted, s->unadapted, s->bt_continued);
-    cprintf("stat interrupts host=%u idle_halts=%u shadow_steps=%u delivered", s->host_irqs, s->idle_halts,
-            s->shadow_steps);
+    cprintf("stat interrupts host=%u rolled_forward=%u idle_halts=%u shadow_steps=%u delivered", s->host_irqs,
+            s->rolled, s->idle_halts, s->shadow_steps);
     for (int i = 0; i < 16; i++)
         if (s->irqs[i])
             cprintf(" irq%d=%u", i, s->irqs[i]);
@@ -643,6 +643,8 @@ vmm_stats(struct vcpu *v)
 
 /* ------------------------------------------------------------------ */
 /* Setup and the main loop.                                            */
+
+static u32 opt_stats_every, next_stats;     /* statsevery=S */
 
 static void
 parse_cmdline(const char *c)
@@ -673,6 +675,11 @@ parse_cmdline(const char *c)
                 n = n * 10 + (*d - '0');
             opt_tcdump = n;
             opt_count = n > 0;
+        } else if (!memcmp(c, "statsevery=", 11)) {
+            u32 n = 0;
+            for (const char *d = c + 11; *d >= '0' && *d <= '9'; d++)
+                n = n * 10 + (*d - '0');
+            opt_stats_every = n;
         } else if (!memcmp(c, "checks=", 7)) {
             opt_checks = c[7] == '1';
         } else if (!memcmp(c, "ring=", 5)) {
@@ -721,7 +728,15 @@ parse_cmdline(const char *c)
 static void
 interrupt_window(struct vcpu *v)
 {
+    v->irq_seen = 0;
     dev_poll(v);
+    if (opt_stats_every && dev_seconds() >= next_stats) {
+        /* statsevery=S: the statistics every S seconds of virtual time,
+         * for watching a long run (a Linux boot) phase by phase. */
+        next_stats = dev_seconds() + opt_stats_every;
+        cprintf("vmm: statistics at %u s, guest at %04x:%08x\n", dev_seconds(), v->seg[SEG_CS].sel, v->eip);
+        vmm_stats(v);
+    }
     if (v->halted) {
         if (!dev_idle(v))
             return;

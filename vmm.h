@@ -129,6 +129,7 @@ struct stats {
     u32 host_irqs;          /* host interrupts taken (timer deadline, COM1 input) */
     u32 idle_halts;         /* host HLTs while the guest was halted */
     u32 shadow_steps;       /* instructions stepped to end an interrupt shadow */
+    u32 rolled;             /* host interrupts inside an inline sequence, rolled forward (bt.c) */
 };
 
 struct vcpu {
@@ -162,6 +163,7 @@ struct vcpu {
     int delivering;                 /* nesting of exception delivery: #DF, triple fault */
     int intr_shadow;                /* the instruction after STI (or MOV SS) runs before any interrupt */
     int halted;
+    int irq_seen;                   /* a host interrupt since the main loop last looked (dev.c) */
     const char *stop_reason;        /* set once by vm_stop(); the guest never runs again */
     int stop_status;
 
@@ -386,6 +388,7 @@ void dev_host_irq(struct vcpu *v, int vec);
 void dev_poll(struct vcpu *v);
 int dev_idle(struct vcpu *v);
 void pic_raise(int irq);
+u32 dev_seconds(void);
 int dev_port_is_empty(u16 port);
 void dev_reset_state(int from_reset);
 
