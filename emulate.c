@@ -2025,7 +2025,7 @@ emu_cpuid(struct vcpu *v, struct insn *in, u32 next)
 {
     (void)in;
     u32 a, b, c, d, leaf = v->f.eax;
-    cpuid(leaf, &a, &b, &c, &d);
+    cpuid2(leaf, v->f.ecx, &a, &b, &c, &d);     /* ECX: the subleaf, for leaves that have them */
     if (leaf == 1) {
         d &= CPUID1_EDX_VALID;
         c &= 0x80000000;        /* only "a hypervisor is present": true both ways */

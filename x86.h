@@ -273,6 +273,11 @@ static inline void cpuid(u32 leaf, u32 *a, u32 *b, u32 *c, u32 *d)
 {
     __asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(0));
 }
+/* With a subleaf in ECX (leaves 4, 7, 0xb, 0xd enumerate by it). */
+static inline void cpuid2(u32 leaf, u32 sub, u32 *a, u32 *b, u32 *c, u32 *d)
+{
+    __asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(sub));
+}
 static inline void hlt(void) { __asm__ volatile("hlt"); }
 static inline void cli(void) { __asm__ volatile("cli"); }
 
