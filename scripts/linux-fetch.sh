@@ -88,13 +88,16 @@ EOF
             { echo "linux-fetch: no i386 package list for $suite" >&2; exit 1; }
         echo "linux-fetch: some index failed; going on with what arrived" >&2
     fi
-    kpkg=$(apt_private apt-cache depends linux-image-686 |
+    kpkg=$(apt_private apt-cache depends linux-image-686:i386 |
            sed -n 's/^ *Depends: \(linux-image-[0-9][^ :]*-686\).*/\1/p' | head -n 1)
     [ -n "$kpkg" ] || { echo "linux-fetch: linux-image-686 names no kernel" >&2; exit 1; }
-    kver=$(apt_private apt-cache show --no-all-versions "$kpkg" | sed -n 's/^Version: //p' | head -n 1)
-    bver=$(apt_private apt-cache show --no-all-versions busybox-static | sed -n 's/^Version: //p' | head -n 1)
+    kver=$(apt_private apt-cache show --no-all-versions "$kpkg:i386" | sed -n 's/^Version: //p' | head -n 1)
+    bver=$(apt_private apt-cache show --no-all-versions busybox-static:i386 | sed -n 's/^Version: //p' | head -n 1)
     echo "linux-fetch: $kpkg $kver, busybox-static $bver"
-    (cd "$cache/debs" && apt_private apt-get download "$kpkg" busybox-static)
+    want=""
+    [ -s "$(deb_file "$kpkg" "$kver")" ] || want="$kpkg:i386"
+    [ -s "$(deb_file busybox-static "$bver")" ] || want="$want busybox-static:i386"
+    [ -z "$want" ] || (cd "$cache/debs" && apt_private apt-get download $want)
     printf '%s %s\nbusybox-static %s\n' "$kpkg" "$kver" "$bver" >"$resolved"
     # Older versions, left from an earlier --refresh, are not kept.
     for f in "$cache/debs/"*.deb; do
