@@ -71,3 +71,10 @@ clean:
 # For the scripts in tests/: the test guests' images, in order.
 guest-list:
 	@echo $(GUEST_TESTS:%=$(GUEST_BUILD)/%.elf) $(GUEST_RAW:%=$(GUEST_BUILD)/%)
+
+# Debian's i386 Linux booting to a busybox shell (tests/linux.sh): fetched
+# once into ~/.cache/vmm-linux, booted natively and checked.
+# ARGS=vmm, both, shell or "shell vmm" for the other ways.
+.PHONY: linux
+linux: deps-check
+	sh tests/linux.sh $(ARGS)
