@@ -1107,8 +1107,14 @@ dev_init(void)
     host_cmos_b = cmos[0x0b];
     outb(0x70, 0x0d);                           /* leave the index on D, NMI enabled */
     time_init();
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         pit[i].gate = i != 2;
+        /* A channel's reload is never 0: pit_count divides by it, and a
+         * guest may latch or read a channel whose mode it has set but
+         * whose count it has not yet written (the 8254 data sheet leaves
+         * that value undefined; QEMU's reset count is 65536 too). */
+        pit[i].reload = 0x10000;
+    }
     pit[0].mode = 3;
     pit[0].rw = 3;
     pit_load(0, 0);
