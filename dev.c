@@ -232,9 +232,13 @@ pic_write(struct pic *p, int a0, u8 val)
  * A tick is due at a known time, so the monitor arms the host's channel
  * 0 (one-shot, mode 0) for that time and unmasks host IRQ0 - only while
  * the guest's own IRQ0 is unmasked.  The host interrupt is an exit from
- * the guest in any mode; dev_poll then raises the guest's IRQ0.  Ticks
- * the guest was too busy (or too long in the monitor) to take coalesce
- * into one request, as they do on the hardware when IRR is already set.
+ * the guest in any mode; dev_poll then raises the guest's IRQ0.  While
+ * IRQ0 is masked nothing is armed, but its ticks still reach IRR, as the
+ * 8259A latches a masked request: every access to the PIC brings the
+ * timer up to date first, and that is the only way the guest can see
+ * IRR.  Ticks the guest was too busy (or too long in the monitor) to
+ * take coalesce into one request, as they do on the hardware when IRR is
+ * already set.
  * Deviation: BCD counting is treated as binary. :*/
 #define PIT_HZ 1193182u
 static u64 tsc_boot;            /* the TSC at calibration: virtual time 0 */
@@ -989,10 +993,10 @@ port_read8(struct vcpu *v, u16 port)
         return kbc_read(v, port == 0x64);
     if (port >= COM1 && port < COM1 + 8)
         return uart_read(&com1, port - COM1);
-    if (port == 0x20 || port == 0x21)
-        return pic_read(&pic[0], port & 1);
-    if (port == 0xa0 || port == 0xa1)
-        return pic_read(&pic[1], port & 1);
+    if (port == 0x20 || port == 0x21 || port == 0xa0 || port == 0xa1) {
+        pit_update(pit_now());          /* IRR shows the ticks due, masked or not */
+        return pic_read(&pic[port >> 7], port & 1);
+    }
     if (port == 0x4d0 || port == 0x4d1)
         return pic[port & 1].elcr;
     if (port >= 0x40 && port <= 0x42)
@@ -1019,6 +1023,7 @@ port_write8(struct vcpu *v, u16 port, u8 val)
     else if (port >= COM1 && port < COM1 + 8)
         uart_write(&com1, port - COM1, val);
     else if (port == 0x20 || port == 0x21 || port == 0xa0 || port == 0xa1) {
+        pit_update(pit_now());          /* edges before this write happened before it (ICW1 clears them) */
         pic_write(&pic[port >> 7], port & 1, val);
         if (port == 0x21)
             pit_update(pit_now());      /* IRQ0 masked or not: arm the host timer accordingly */
