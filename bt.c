@@ -2418,12 +2418,17 @@ run_block(struct vcpu *v, struct block *b, int step)
 }
 
 /* May translated code go on after this exit without a new decision?  At
- * CPL 0 the decision would choose translation again (vmm.c, D:010). */
+ * CPL 0 the decision would choose translation again (vmm.c, D:010).  Not
+ * if the exit made a virtual interrupt deliverable (an OUT that unmasked
+ * or ended one, or enabled a device's; an IRET or POPF that set IF):
+ * only the main loop delivers it (vmm.c, D:020), and translated code
+ * never looks for one while IF = 1. */
 static int
 still_kernel(struct vcpu *v)
 {
     return !v->stop_reason && !v->halted && !v->intr_shadow && v->cpl == 0 && (v->cr0 & CR0_PE) && !(v->eflags & (EFLAGS_VM | EFLAGS_TF)) &&
-           !rl.pending && v->seg[SEG_CS].base + v->eip < VMM_BASE - PGSIZE;
+           !rl.pending && v->seg[SEG_CS].base + v->eip < VMM_BASE - PGSIZE &&
+           !((v->eflags & EFLAGS_IF) && dev_irq_pending(v));
 }
 
 /* After an exit from translated code that was entered at unit b (and
