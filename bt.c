@@ -2531,6 +2531,15 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
         return still_kernel(v);
     }
     struct block *b = find_block(code32, off);
+    if (!b && code32 && trap >= T_IRQ0 && trap < T_IRQ0 + 16) {
+        /* A host interrupt in a dispatch stub or a miss stub, the only
+         * translated code outside units (C:030): the guest's indirect
+         * branch is done, its target in ind_target, its ECX in save_ecx. */
+        f->ecx = tcdata.save_ecx;
+        v->eip = tcdata.ind_target;
+        dev_host_irq(v, trap);
+        return 0;
+    }
     if (!b)
         panic("exit %d at TC offset %x belongs to no unit", trap, off);
     v->eip = (b->eip + tc_to_guest(b, off - b->tc, &ins)) & (code32 ? ~0u : 0xffff);
