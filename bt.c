@@ -926,15 +926,20 @@ inline_kind(struct vcpu *v, struct insn *in, int code32)
 
 /* The pending-interrupt check after STI or POPF: a callout if a virtual
  * interrupt is waiting (dev.c raises tcdata.pending only while IF = 0, so
- * IF has just been set). */
+ * IF has just been set).  It is always the last PENDING_CHECK bytes of
+ * the instruction's sequence: that is how an exit inside it is told from
+ * one before it (async_inline). */
+#define PENDING_CHECK 29
 static void
 emit_pending_check(struct block *b, int i, int kind)
 {
+    u8 *start = emit_p;
     emit_mov_to_gs(1, TCD(save_ecx));
     emit_mov_from_gs(1, TCD(pending));
     emit1(0xe3); emit1(6);                      /* jecxz over the callout */
     emit_callout(b - blocks, kind, i);
     emit_mov_from_gs(1, TCD(save_ecx));
+    assert(emit_p - start == PENDING_CHECK);
 }
 
 static void
@@ -2102,6 +2107,37 @@ precise_regs(struct vcpu *v, struct block *b, int i, u32 off)
         *gpr(v, (b->sv[i] >> 4) - 1) = tcdata.save_eax;
 }
 
+/* A host interrupt may arrive between any two instructions of an inline
+ * STI or POPF (B:052): under QEMU most often right after its POPFL or its
+ * JECXZ, where a new QEMU translation block starts and interrupts are
+ * taken.  Resuming at the guest instruction's start, as after a fault,
+ * is wrong there: the instruction has taken effect (IF is set, POPF has
+ * popped), and the pending check has borrowed ECX.  So:
+ *  - inside the pending check the instruction is done: resume after it,
+ *    with ECX put back once it was saved, and after STI in its shadow
+ *    (SDM Vol. 2B, STI: the next instruction runs before an interrupt;
+ *    had IF already been 1, that only delays one by an instruction);
+ *  - before it, in a POPF, only EAX (put back by precise_regs) and
+ *    perhaps IF have changed: the emulator finishes the POPF.
+ * off is from the unit's start, as for precise_regs. */
+static void
+async_inline(struct vcpu *v, struct block *b, int i, u32 off)
+{
+    int k = b->kind[i];
+    if ((k != K_STI && k != K_POPF) || off <= b->istart[i] || off >= b->tend[i])
+        return;
+    u32 check = b->tend[i] - PENDING_CHECK;
+    if (off < check) {
+        emulate_one(v);
+        return;
+    }
+    if (off >= check + 7)
+        v->f.ecx = tcdata.save_ecx;
+    v->eip = (b->eip + b->goff[i + 1]) & (b->code32 ? ~0u : 0xffff);
+    if (k == K_STI)
+        v->intr_shadow = 1;
+}
+
 /* The status flags and DF live in the hardware EFLAGS while translated
  * code runs; IF in tcdata.vif, the other virtual flags in tcdata.vflags. */
 #define HW_FLAGS (EFLAGS_STATUS | EFLAGS_DF)
@@ -2569,6 +2605,7 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
     }
     /* A host interrupt: back to the main loop, which brings the devices
      * up to date and delivers what they raised (vmm.c, D:020). */
+    async_inline(v, b, ins, off - b->tc);
     dev_host_irq(v, trap);
     return 0;
 }
