@@ -2651,7 +2651,17 @@ bt_step(struct vcpu *v)
     struct block *b = translate_step(v);
     if (!b)
         return;
-    run_block(v, b, 1);
+    /* A host interrupt already waiting is taken as the unit is entered,
+     * before the instruction: take it and run the instruction again, so
+     * that it does run (the main loop relies on that to end a shadow). */
+    struct frame *f = &v->f;
+    for (;;) {
+        run_block(v, b, 1);
+        if (v->stop_reason || f->trapno < T_IRQ0 || f->trapno >= T_IRQ0 + 16 ||
+            f->eip != (b->code32 ? (u32)tc + b->tc : b->tc))
+            break;
+        dev_host_irq(v, f->trapno);
+    }
     int fill;
     if (!v->stop_reason)
         exit_block(v, b, &fill);
