@@ -2579,6 +2579,14 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
     if (!b)
         panic("exit %d at TC offset %x belongs to no unit", trap, off);
     v->eip = (b->eip + tc_to_guest(b, off - b->tc, &ins)) & (code32 ? ~0u : 0xffff);
+    for (int x = 0; x < 2; x++) {
+        /* At a continuation stub, its 6-byte callout not yet run (a host
+         * interrupt taken as the stub was reached): the unit's branch is
+         * done - a CALL has pushed its return address - so resume at the
+         * exit's target, not at the branch. */
+        if (b->exit[x].site && off >= b->exit[x].stub && off < b->exit[x].stub + 6)
+            v->eip = b->exit[x].target;
+    }
     if (trap == T_TRACED)
         return still_kernel(v);         /* the unit's code changed: retranslate from v->eip */
     if (trap == T_RELOC) {
