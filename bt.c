@@ -930,6 +930,16 @@ inline_kind(struct vcpu *v, struct insn *in, int code32)
  * the instruction's sequence: that is how an exit inside it is told from
  * one before it (async_inline). */
 #define PENDING_CHECK 29
+/* In an inline PUSHF: after the PUSHFL and the save of EAX; save_flags
+ * holds LAHF/SETO; SAHF has put the status flags back; the length. */
+#define PUSHF_SAVED_EAX   8
+#define PUSHF_SAVED_FLAGS 19
+#define PUSHF_FLAGS_BACK  54
+#define PUSHF_LEN         61
+/* An indirect branch's sequence ends with the store of its target (7
+ * bytes), the MOVZBL and the JMP through the dispatch table: its last
+ * DISPATCH_TAIL bytes. */
+#define DISPATCH_TAIL 18
 static void
 emit_pending_check(struct block *b, int i, int kind)
 {
@@ -958,6 +968,7 @@ emit_inline(struct block *b, int i, int kind, struct insn *in, const u8 *bytes)
         emit_pending_check(b, i, R_IRQ);
         break;
     case K_PUSHF:
+        /* The offsets async_inline needs are PUSHF_* below. */
         emit1(0x9c);                                    /* pushfl: the only fault point */
         emit_mov_to_gs(0, TCD(save_eax));
         emit1(0x9f);                                    /* lahf */
@@ -972,6 +983,7 @@ emit_inline(struct block *b, int i, int kind, struct insn *in, const u8 *bytes)
         emit1(0x04); emit1(0x7f);                       /* add $0x7f, %al: OF */
         emit1(0x9e);                                    /* sahf */
         emit_mov_from_gs(0, TCD(save_eax));
+        assert(emit_p - (base + b->istart[i]) == PUSHF_LEN);
         break;
     case K_POPF: {
         b->sv[i] = SV_EAX;
@@ -1112,10 +1124,12 @@ emit_indirect(struct block *b, int i, int kind, struct insn *in, const u8 *bytes
             emit1(0x68); emit4(next);
         }
     }
+    u8 *tail = emit_p;
     emit_mov_to_gs(1, TCD(ind_target));
     emit1(0x0f); emit1(0xb6); emit1(kind == K_RET ? 0xc9 : 0xcd);     /* movzbl %cl or %ch, %ecx */
     emit1(0x65); emit1(0xff); emit1(0x24); emit1(0x8d);
     emit4(TCD(disp[b->ctx][kind == K_RET ? 0 : 1]));
+    assert(emit_p - tail == DISPATCH_TAIL);
     b->tend[i] = emit_p - base;
     vcpu0.st.indirect_emitted++;
 }
@@ -2107,35 +2121,71 @@ precise_regs(struct vcpu *v, struct block *b, int i, u32 off)
         *gpr(v, (b->sv[i] >> 4) - 1) = tcdata.save_eax;
 }
 
-/* A host interrupt may arrive between any two instructions of an inline
- * STI or POPF (B:052): under QEMU most often right after its POPFL or its
- * JECXZ, where a new QEMU translation block starts and interrupts are
- * taken.  Resuming at the guest instruction's start, as after a fault,
- * is wrong there: the instruction has taken effect (IF is set, POPF has
- * popped), and the pending check has borrowed ECX.  So:
- *  - inside the pending check the instruction is done: resume after it,
- *    with ECX put back once it was saved, and after STI in its shadow
- *    (SDM Vol. 2B, STI: the next instruction runs before an interrupt;
- *    had IF already been 1, that only delays one by an instruction);
- *  - before it, in a POPF, only EAX (put back by precise_regs) and
- *    perhaps IF have changed: the emulator finishes the POPF.
+/* A host interrupt may arrive between any two host instructions of an
+ * inline sequence (B:052, C:030): under QEMU most often right after a
+ * POPFL or a JECXZ, where a new QEMU translation block starts and
+ * interrupts are taken, or where a sequence straddles a page.  Resuming
+ * at the guest instruction's start, as after a fault, is right only
+ * while nothing the guest can see has changed; precise_regs puts back
+ * what the sequence borrowed at its fault points, but not:
+ *  - STI and POPF: inside the pending check the instruction is done:
+ *    resume after it, with ECX put back once it was saved, and after STI
+ *    in its shadow (SDM Vol. 2B, STI: the next instruction runs before an
+ *    interrupt; had IF already been 1, that only delays one by an
+ *    instruction).  Before the check, in a POPF, EAX (put back by
+ *    precise_regs) and perhaps IF have changed: the emulator finishes it.
+ *  - PUSHF, once its PUSHFL has run: undo the push (ESP, EAX, and the
+ *    status flags while the sequence has them in save_flags), to run
+ *    PUSHF again.
+ *  - RET, and CALL through r/m, once they have moved ESP, and JMP once
+ *    the target is known: the branch is done, resume at its target,
+ *    which is in ECX (ecx: its value at the exit) until the MOVZBL, in
+ *    ind_target after.
  * off is from the unit's start, as for precise_regs. */
 static void
-async_inline(struct vcpu *v, struct block *b, int i, u32 off)
+async_inline(struct vcpu *v, struct block *b, int i, u32 off, u32 ecx)
 {
+    struct frame *f = &v->f;
+    u32 s = b->istart[i], e = b->tend[i], ssmask = v->seg[SEG_SS].attr & SEG_DB ? ~0u : 0xffff;
     int k = b->kind[i];
-    if ((k != K_STI && k != K_POPF) || off <= b->istart[i] || off >= b->tend[i])
+    if (off <= s || off >= e)
         return;
-    u32 check = b->tend[i] - PENDING_CHECK;
-    if (off < check) {
-        emulate_one(v);
+    switch (k) {
+    case K_STI:
+    case K_POPF: {
+        u32 check = e - PENDING_CHECK;
+        if (off < check) {
+            emulate_one(v);
+            return;
+        }
+        if (off >= check + 7)
+            f->ecx = tcdata.save_ecx;
+        v->eip = (b->eip + b->goff[i + 1]) & (b->code32 ? ~0u : 0xffff);
+        if (k == K_STI)
+            v->intr_shadow = 1;
         return;
     }
-    if (off >= check + 7)
-        v->f.ecx = tcdata.save_ecx;
-    v->eip = (b->eip + b->goff[i + 1]) & (b->code32 ? ~0u : 0xffff);
-    if (k == K_STI)
-        v->intr_shadow = 1;
+    case K_PUSHF:
+        f->esp = (f->esp & ~ssmask) | ((f->esp + 4) & ssmask);
+        if (off >= s + PUSHF_SAVED_EAX)
+            f->eax = tcdata.save_eax;
+        if (off >= s + PUSHF_SAVED_FLAGS && off < s + PUSHF_FLAGS_BACK)
+            v->eflags = (v->eflags & ~EFLAGS_STATUS) | ((tcdata.save_flags >> 8) & (EFLAGS_STATUS & 0xff)) |
+                        (tcdata.save_flags & 1 ? EFLAGS_OF : 0);
+        return;
+    case K_RET:
+    case K_IND:
+        if (k == K_RET && off > s + 7 && off < e - DISPATCH_TAIL) {
+            /* RET imm16 between its pop and its LEA: do the LEA */
+            u32 imm = *(u32 *)(cache_of(b->code32) + b->tc + s + 8 + 3);
+            f->esp = (f->esp & ~ssmask) | ((f->esp + imm) & ssmask);
+        } else if (off < e - DISPATCH_TAIL) {
+            return;             /* nothing done yet that precise_regs cannot undo */
+        }
+        v->eip = off >= e - DISPATCH_TAIL + 7 ? tcdata.ind_target : ecx;
+        f->ecx = tcdata.save_ecx;
+        return;
+    }
 }
 
 /* The status flags and DF live in the hardware EFLAGS while translated
@@ -2593,6 +2643,7 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
         v->eip = rl.geip;               /* the next step runs it relocated */
         return 0;
     }
+    u32 exit_ecx = f->ecx;
     precise_regs(v, b, ins, off - b->tc);
     if (trap == T_DB) {
         /* Single-stepping: TF was set only for this unit - for the guest's
@@ -2613,7 +2664,7 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
     }
     /* A host interrupt: back to the main loop, which brings the devices
      * up to date and delivers what they raised (vmm.c, D:020). */
-    async_inline(v, b, ins, off - b->tc);
+    async_inline(v, b, ins, off - b->tc, exit_ecx);
     dev_host_irq(v, trap);
     return 0;
 }
