@@ -1103,6 +1103,10 @@ dev_init(void)
     outb(0xa1, 0xff);
     host_imr = 0xff;
     outb(0x21, host_imr);
+    /* The guest's 16550 starts with the modem control register firmware
+     * left in the host's (QEMU's resets to OUT2, 0x08, and SeaBIOS keeps
+     * it), which a driver may read before it writes. */
+    com1.mcr = inb(COM1 + 4) & 0x1f;
     /* The host's COM1: receive interrupts on (OUT2 routes them). */
     outb(COM1 + 1, 0x01);
     outb(COM1 + 4, 0x0b);
