@@ -1078,8 +1078,9 @@ dev_out(struct vcpu *v, u16 port, int size, u32 val)
 }
 
 /* The devices as firmware leaves them: the PICs at the BIOS's vectors
- * (8 and 0x70) with the masks the host's firmware left, channel 0 of
- * the 8254 at the BIOS's 18.2 Hz (mode 3, count 65536), the CMOS copied. */
+ * (8 and 0x70) with the masks the host's firmware left, the 8254's
+ * channels in the host's modes and channel 0 at the BIOS's 18.2 Hz
+ * (count 65536), COM1's MCR and the CMOS copied. */
 void
 dev_init(void)
 {
@@ -1115,8 +1116,23 @@ dev_init(void)
         cmos[i] = host_cmos(i);
     host_cmos_b = cmos[0x0b];
     outb(0x70, 0x0d);                           /* leave the index on D, NMI enabled */
+    /* The virtual 8254's channels start in the modes firmware left the
+     * host's in (SeaBIOS: channel 0 in mode 2; QEMU's reset: mode 3 with
+     * no access mode for the others), read back before time_init and
+     * the timer deadlines reprogram channels 2 and 0: the read-back
+     * command, status only, all three channels (8254 data sheet,
+     * "Read-Back Command"). */
+    u8 status[3];
+    outb(0x43, 0xee);
+    for (int i = 0; i < 3; i++)
+        status[i] = inb(0x40 + i);
     time_init();
     for (int i = 0; i < 3; i++) {
+        pit[i].rw = (status[i] >> 4) & 3;
+        pit[i].mode = (status[i] >> 1) & 7;
+        if (pit[i].mode > 5)
+            pit[i].mode -= 4;                   /* 6 and 7 are 2 and 3 */
+        pit[i].bcd = status[i] & 1;
         pit[i].gate = i != 2;
         /* A channel's reload is never 0: pit_count divides by it, and a
          * guest may latch or read a channel whose mode it has set but
@@ -1124,9 +1140,5 @@ dev_init(void)
          * that value undefined; QEMU's reset count is 65536 too). */
         pit[i].reload = 0x10000;
     }
-    pit[0].mode = 3;
-    pit[0].rw = 3;
-    pit_load(0, 0);
-    pit[1].mode = pit[2].mode = 0;
-    pit[1].rw = pit[2].rw = 3;
+    pit_load(0, 0);                             /* the BIOS's count (not readable): 18.2 Hz */
 }
