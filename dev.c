@@ -803,13 +803,48 @@ kbc_reply(u8 val, int aux)
     kbc_fill();
 }
 
+/* The CMOS bytes that give the memory size (IBM PC AT Technical
+ * Reference, the CMOS map; QEMU's pc_cmos_init fills them the same way)
+ * must describe the guest's RAM, not the host's they were copied from:
+ * base memory in KiB (0x15-0x16), KiB above 1 MiB (0x17-0x18, again at
+ * 0x30-0x31), 64 KiB blocks above 16 MiB (0x34-0x35), none above 4 GiB
+ * (0x5b-0x5d).  If the host's checksum over 0x10-0x2d (at 0x2e-0x2f,
+ * high byte first) was valid, it stays valid. */
+static void
+cmos_set_memory(u32 bytes)
+{
+    u32 sum = 0;
+    for (int r = 0x10; r <= 0x2d; r++)
+        sum += cmos[r];
+    int valid = sum == ((u32)cmos[0x2e] << 8 | cmos[0x2f]);
+    u32 base = bytes >> 10 < 640 ? bytes >> 10 : 640;
+    u32 ext = bytes > 0x100000 ? (bytes - 0x100000) >> 10 : 0;
+    u32 high = bytes > 0x1000000 ? (bytes - 0x1000000) >> 16 : 0;
+    if (ext > 0xffff)
+        ext = 0xffff;
+    if (high > 0xffff)
+        high = 0xffff;
+    cmos[0x15] = base, cmos[0x16] = base >> 8;
+    cmos[0x17] = cmos[0x30] = ext, cmos[0x18] = cmos[0x31] = ext >> 8;
+    cmos[0x34] = high, cmos[0x35] = high >> 8;
+    cmos[0x5b] = cmos[0x5c] = cmos[0x5d] = 0;
+    if (valid) {
+        sum = 0;
+        for (int r = 0x10; r <= 0x2d; r++)
+            sum += cmos[r];
+        cmos[0x2e] = sum >> 8, cmos[0x2f] = sum;
+    }
+}
+
 /* The state firmware leaves: SeaBIOS has opened A20 through port 0x92
  * before it starts a boot sector or Multiboot kernel; at reset (a ROM
- * guest) port 0x92 reads 0 and A20 is open all the same. */
+ * guest) port 0x92 reads 0 and A20 is open all the same.  Called once
+ * the guest's memory is known. */
 void
 dev_reset_state(int from_reset)
 {
     port92 = from_reset ? 0 : 2;
+    cmos_set_memory(ram_size);
 }
 
 static u8
