@@ -767,7 +767,8 @@ cmos_write(u8 val)
  * ports, and their disable bits), answers its self-tests (0xaa: 0x55;
  * 0xab, 0xa9: 0, the interface is fine) and passes bytes to the keyboard
  * behind it, which acknowledges each (0xfa), answers reset with 0xaa and
- * identify with 0xab 0x41.  No mouse answers on the auxiliary port (0xd4
+ * identify with 0xab 0x83 (0xab 0x41 when the controller translates
+ * scan codes).  No mouse answers on the auxiliary port (0xd4
  * gets 0xfe, "resend").  Bytes for the CPU queue in the output buffer,
  * with IRQ1 (keyboard) or IRQ12 (auxiliary) raised as each reaches it if
  * the command byte enables that interrupt.
@@ -878,10 +879,10 @@ keyboard_write(u8 val)
         kbc_reply(0xfa, 0);
         kbc_reply(0xaa, 0);
         break;
-    case 0xf2:                  /* identify: an MF2 keyboard */
-        kbc_reply(0xfa, 0);
-        kbc_reply(0xab, 0);
-        kbc_reply(0x41, 0);
+    case 0xf2:                  /* identify: an MF2 keyboard, ab 83, whose 83 the 8042 */
+        kbc_reply(0xfa, 0);     /* turns into 41 when it translates (command byte bit 6), */
+        kbc_reply(0xab, 0);     /* as Linux's atkbd expects and QEMU does */
+        kbc_reply(kbc.ctr & 0x40 ? 0x41 : 0x83, 0);
         break;
     case 0xee:                  /* echo */
         kbc_reply(0xee, 0);
