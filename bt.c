@@ -952,15 +952,30 @@ inline_kind(struct vcpu *v, struct insn *in, int code32)
 
 /* The pending-interrupt check after STI or POPF: a callout if a virtual
  * interrupt is waiting (dev.c raises tcdata.pending only while IF = 0, so
- * IF has just been set). */
+ * IF has just been set).  It is always the last PENDING_CHECK bytes of
+ * the instruction's sequence: that is how an exit inside it is told from
+ * one before it.  (Layout facts, checked as each sequence is emitted.) */
+#define PENDING_CHECK 29
+/* In an inline PUSHF: after the PUSHFL and the save of EAX; save_flags
+ * holds LAHF/SETO; SAHF has put the status flags back; the length. */
+#define PUSHF_SAVED_EAX   8
+#define PUSHF_SAVED_FLAGS 19
+#define PUSHF_FLAGS_BACK  54
+#define PUSHF_LEN         61
+/* An indirect branch's sequence ends with the store of its target (7
+ * bytes), the MOVZBL and the JMP through the dispatch table: its last
+ * DISPATCH_TAIL bytes. */
+#define DISPATCH_TAIL 18
 static void
 emit_pending_check(struct block *b, int i, int kind)
 {
+    u8 *start = emit_p;
     emit_mov_to_gs(1, TCD(save_ecx));
     emit_mov_from_gs(1, TCD(pending));
     emit1(0xe3); emit1(6);                      /* jecxz over the callout */
     emit_callout(b - blocks, kind, i);
     emit_mov_from_gs(1, TCD(save_ecx));
+    assert(emit_p - start == PENDING_CHECK);
 }
 
 static void
@@ -979,6 +994,7 @@ emit_inline(struct block *b, int i, int kind, struct insn *in, const u8 *bytes)
         emit_pending_check(b, i, R_IRQ);
         break;
     case K_PUSHF:
+        /* Its layout: PUSHF_* above. */
         emit1(0x9c);                                    /* pushfl: the only fault point */
         emit_mov_to_gs(0, TCD(save_eax));
         emit1(0x9f);                                    /* lahf */
@@ -993,6 +1009,7 @@ emit_inline(struct block *b, int i, int kind, struct insn *in, const u8 *bytes)
         emit1(0x04); emit1(0x7f);                       /* add $0x7f, %al: OF */
         emit1(0x9e);                                    /* sahf */
         emit_mov_from_gs(0, TCD(save_eax));
+        assert(emit_p - (base + b->istart[i]) == PUSHF_LEN);
         break;
     case K_POPF: {
         b->sv[i] = SV_EAX;
@@ -1133,10 +1150,12 @@ emit_indirect(struct block *b, int i, int kind, struct insn *in, const u8 *bytes
             emit1(0x68); emit4(next);
         }
     }
+    u8 *tail = emit_p;
     emit_mov_to_gs(1, TCD(ind_target));
     emit1(0x0f); emit1(0xb6); emit1(kind == K_RET ? 0xc9 : 0xcd);     /* movzbl %cl or %ch, %ecx */
     emit1(0x65); emit1(0xff); emit1(0x24); emit1(0x8d);
     emit4(TCD(disp[b->ctx][kind == K_RET ? 0 : 1]));
+    assert(emit_p - tail == DISPATCH_TAIL);
     b->tend[i] = emit_p - base;
     vcpu0.st.indirect_emitted++;
 }
@@ -2506,12 +2525,18 @@ run_block(struct vcpu *v, struct block *b, int step)
 }
 
 /* May translated code go on after this exit without a new decision?  At
- * CPL 0 the decision would choose translation again (vmm.c, D:010). */
+ * CPL 0 the decision would choose translation again (vmm.c, D:010).  Not
+ * if the exit made a virtual interrupt deliverable (an OUT that unmasked
+ * or ended one, or enabled a device's; an IRET or POPF that set IF):
+ * only the main loop delivers it (vmm.c, D:020), and translated code
+ * never looks for one while IF = 1. */
 static int
 still_kernel(struct vcpu *v)
 {
-    return !v->stop_reason && !v->halted && !v->intr_shadow && !v->irq_seen && v->cpl == 0 && (v->cr0 & CR0_PE) && !(v->eflags & (EFLAGS_VM | EFLAGS_TF)) &&
-           !rl.pending && v->seg[SEG_CS].base + v->eip < VMM_BASE - PGSIZE;
+    return !v->stop_reason && !v->halted && !v->intr_shadow && !v->irq_seen && v->cpl == 0 &&
+           (v->cr0 & CR0_PE) && !(v->eflags & (EFLAGS_VM | EFLAGS_TF)) &&
+           !rl.pending && v->seg[SEG_CS].base + v->eip < VMM_BASE - PGSIZE &&
+           !((v->eflags & EFLAGS_IF) && dev_irq_pending(v));
 }
 
 /* After an exit from translated code that was entered at unit b (and
@@ -2623,16 +2648,15 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
     }
     if (!b)
         panic("exit %d at TC offset %x belongs to no unit", trap, off);
-    if (trap >= 32) {
-        /* A host interrupt just as a branch reached its exit stub: the
-         * guest is at that exit's target. */
-        for (int x = 0; x < 2; x++)
-            if (b->exit[x].site && off == b->exit[x].stub) {
-                v->eip = b->exit[x].target & (code32 ? ~0u : 0xffff);
-                return 0;
-            }
-    }
     v->eip = (b->eip + tc_to_guest(b, off - b->tc, &ins)) & (code32 ? ~0u : 0xffff);
+    for (int x = 0; x < 2; x++) {
+        /* At a continuation stub, its 6-byte callout not yet run (a host
+         * interrupt taken as the stub was reached): the unit's branch is
+         * done - a CALL has pushed its return address - so resume at the
+         * exit's target, not at the branch. */
+        if (b->exit[x].site && off >= b->exit[x].stub && off < b->exit[x].stub + 6)
+            v->eip = b->exit[x].target;
+    }
     if (trap == T_TRACED)
         return still_kernel(v);         /* the unit's code changed: retranslate from v->eip */
     if (trap == T_RELOC) {
@@ -2723,7 +2747,17 @@ bt_step(struct vcpu *v)
     struct block *b = translate_step(v);
     if (!b)
         return;
-    run_block(v, b, 1);
+    /* A host interrupt already waiting is taken as the unit is entered,
+     * before the instruction: take it and run the instruction again, so
+     * that it does run (the main loop relies on that to end a shadow). */
+    struct frame *f = &v->f;
+    for (;;) {
+        run_block(v, b, 1);
+        if (v->stop_reason || f->trapno < T_IRQ0 || f->trapno >= T_IRQ0 + 16 ||
+            f->eip != (b->code32 ? (u32)tc + b->tc : b->tc))
+            break;
+        dev_host_irq(v, f->trapno);
+    }
     int fill;
     if (!v->stop_reason)
         exit_block(v, b, &fill);

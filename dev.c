@@ -236,9 +236,13 @@ pic_write(struct pic *p, int a0, u8 val)
  * A tick is due at a known time, so the monitor arms the host's channel
  * 0 (one-shot, mode 0) for that time and unmasks host IRQ0 - only while
  * the guest's own IRQ0 is unmasked.  The host interrupt is an exit from
- * the guest in any mode; dev_poll then raises the guest's IRQ0.  Ticks
- * the guest was too busy (or too long in the monitor) to take coalesce
- * into one request, as they do on the hardware when IRR is already set.
+ * the guest in any mode; dev_poll then raises the guest's IRQ0.  While
+ * IRQ0 is masked nothing is armed, but its ticks still reach IRR, as the
+ * 8259A latches a masked request: every access to the PIC brings the
+ * timer up to date first, and that is the only way the guest can see
+ * IRR.  Ticks the guest was too busy (or too long in the monitor) to
+ * take coalesce into one request, as they do on the hardware when IRR is
+ * already set.
  * Deviation: BCD counting is treated as binary. :*/
 #define PIT_HZ 1193182u
 static u64 tsc_boot;            /* the TSC at calibration: virtual time 0 */
@@ -786,7 +790,8 @@ cmos_write(u8 val)
  * ports, and their disable bits), answers its self-tests (0xaa: 0x55;
  * 0xab, 0xa9: 0, the interface is fine) and passes bytes to the keyboard
  * behind it, which acknowledges each (0xfa), answers reset with 0xaa and
- * identify with 0xab 0x41.  No mouse answers on the auxiliary port (0xd4
+ * identify with 0xab 0x83 (0xab 0x41 when the controller translates
+ * scan codes).  No mouse answers on the auxiliary port (0xd4
  * gets 0xfe, "resend").  Bytes for the CPU queue in the output buffer,
  * with IRQ1 (keyboard) or IRQ12 (auxiliary) raised as each reaches it if
  * the command byte enables that interrupt.
@@ -822,13 +827,48 @@ kbc_reply(u8 val, int aux)
     kbc_fill();
 }
 
+/* The CMOS bytes that give the memory size (IBM PC AT Technical
+ * Reference, the CMOS map; QEMU's pc_cmos_init fills them the same way)
+ * must describe the guest's RAM, not the host's they were copied from:
+ * base memory in KiB (0x15-0x16), KiB above 1 MiB (0x17-0x18, again at
+ * 0x30-0x31), 64 KiB blocks above 16 MiB (0x34-0x35), none above 4 GiB
+ * (0x5b-0x5d).  If the host's checksum over 0x10-0x2d (at 0x2e-0x2f,
+ * high byte first) was valid, it stays valid. */
+static void
+cmos_set_memory(u32 bytes)
+{
+    u32 sum = 0;
+    for (int r = 0x10; r <= 0x2d; r++)
+        sum += cmos[r];
+    int valid = sum == ((u32)cmos[0x2e] << 8 | cmos[0x2f]);
+    u32 base = bytes >> 10 < 640 ? bytes >> 10 : 640;
+    u32 ext = bytes > 0x100000 ? (bytes - 0x100000) >> 10 : 0;
+    u32 high = bytes > 0x1000000 ? (bytes - 0x1000000) >> 16 : 0;
+    if (ext > 0xffff)
+        ext = 0xffff;
+    if (high > 0xffff)
+        high = 0xffff;
+    cmos[0x15] = base, cmos[0x16] = base >> 8;
+    cmos[0x17] = cmos[0x30] = ext, cmos[0x18] = cmos[0x31] = ext >> 8;
+    cmos[0x34] = high, cmos[0x35] = high >> 8;
+    cmos[0x5b] = cmos[0x5c] = cmos[0x5d] = 0;
+    if (valid) {
+        sum = 0;
+        for (int r = 0x10; r <= 0x2d; r++)
+            sum += cmos[r];
+        cmos[0x2e] = sum >> 8, cmos[0x2f] = sum;
+    }
+}
+
 /* The state firmware leaves: SeaBIOS has opened A20 through port 0x92
  * before it starts a boot sector or Multiboot kernel; at reset (a ROM
- * guest) port 0x92 reads 0 and A20 is open all the same. */
+ * guest) port 0x92 reads 0 and A20 is open all the same.  Called once
+ * the guest's memory is known. */
 void
 dev_reset_state(int from_reset)
 {
     port92 = from_reset ? 0 : 2;
+    cmos_set_memory(ram_size);
 }
 
 static u8
@@ -862,10 +902,10 @@ keyboard_write(u8 val)
         kbc_reply(0xfa, 0);
         kbc_reply(0xaa, 0);
         break;
-    case 0xf2:                  /* identify: an MF2 keyboard */
-        kbc_reply(0xfa, 0);
-        kbc_reply(0xab, 0);
-        kbc_reply(0x41, 0);
+    case 0xf2:                  /* identify: an MF2 keyboard, ab 83, whose 83 the 8042 */
+        kbc_reply(0xfa, 0);     /* turns into 41 when it translates (command byte bit 6), */
+        kbc_reply(0xab, 0);     /* as Linux's atkbd expects and QEMU does */
+        kbc_reply(kbc.ctr & 0x40 ? 0x41 : 0x83, 0);
         break;
     case 0xee:                  /* echo */
         kbc_reply(0xee, 0);
@@ -1013,10 +1053,10 @@ port_read8(struct vcpu *v, u16 port)
         return kbc_read(v, port == 0x64);
     if (port >= COM1 && port < COM1 + 8)
         return uart_read(&com1, port - COM1);
-    if (port == 0x20 || port == 0x21)
-        return pic_read(&pic[0], port & 1);
-    if (port == 0xa0 || port == 0xa1)
-        return pic_read(&pic[1], port & 1);
+    if (port == 0x20 || port == 0x21 || port == 0xa0 || port == 0xa1) {
+        pit_update(pit_now());          /* IRR shows the ticks due, masked or not */
+        return pic_read(&pic[port >> 7], port & 1);
+    }
     if (port == 0x4d0 || port == 0x4d1)
         return pic[port & 1].elcr;
     if (port >= 0x40 && port <= 0x42)
@@ -1043,6 +1083,7 @@ port_write8(struct vcpu *v, u16 port, u8 val)
     else if (port >= COM1 && port < COM1 + 8)
         uart_write(&com1, port - COM1, val);
     else if (port == 0x20 || port == 0x21 || port == 0xa0 || port == 0xa1) {
+        pit_update(pit_now());          /* edges before this write happened before it (ICW1 clears them) */
         pic_write(&pic[port >> 7], port & 1, val);
         if (port == 0x21)
             pit_update(pit_now());      /* IRQ0 masked or not: arm the host timer accordingly */
@@ -1097,8 +1138,9 @@ dev_out(struct vcpu *v, u16 port, int size, u32 val)
 }
 
 /* The devices as firmware leaves them: the PICs at the BIOS's vectors
- * (8 and 0x70) with the masks the host's firmware left, channel 0 of
- * the 8254 at the BIOS's 18.2 Hz (mode 3, count 65536), the CMOS copied. */
+ * (8 and 0x70) with the masks the host's firmware left, the 8254's
+ * channels in the host's modes and channel 0 at the BIOS's 18.2 Hz
+ * (count 65536), COM1's MCR and the CMOS copied. */
 void
 dev_init(void)
 {
@@ -1122,6 +1164,10 @@ dev_init(void)
     outb(0xa1, 0xff);
     host_imr = 0xff;
     outb(0x21, host_imr);
+    /* The guest's 16550 starts with the modem control register firmware
+     * left in the host's (QEMU's resets to OUT2, 0x08, and SeaBIOS keeps
+     * it), which a driver may read before it writes. */
+    com1.mcr = inb(COM1 + 4) & 0x1f;
     /* The host's COM1: receive interrupts on (OUT2 routes them). */
     outb(COM1 + 1, 0x01);
     outb(COM1 + 4, 0x0b);
@@ -1130,12 +1176,29 @@ dev_init(void)
         cmos[i] = host_cmos(i);
     host_cmos_b = cmos[0x0b];
     outb(0x70, 0x0d);                           /* leave the index on D, NMI enabled */
-    time_init();
+    /* The virtual 8254's channels start in the modes firmware left the
+     * host's in (SeaBIOS: channel 0 in mode 2; QEMU's reset: mode 3 with
+     * no access mode for the others), read back before time_init and
+     * the timer deadlines reprogram channels 2 and 0: the read-back
+     * command, status only, all three channels (8254 data sheet,
+     * "Read-Back Command"). */
+    u8 status[3];
+    outb(0x43, 0xee);
     for (int i = 0; i < 3; i++)
+        status[i] = inb(0x40 + i);
+    time_init();
+    for (int i = 0; i < 3; i++) {
+        pit[i].rw = (status[i] >> 4) & 3;
+        pit[i].mode = (status[i] >> 1) & 7;
+        if (pit[i].mode > 5)
+            pit[i].mode -= 4;                   /* 6 and 7 are 2 and 3 */
+        pit[i].bcd = status[i] & 1;
         pit[i].gate = i != 2;
-    pit[0].mode = 3;
-    pit[0].rw = 3;
-    pit_load(0, 0);
-    pit[1].mode = pit[2].mode = 0;
-    pit[1].rw = pit[2].rw = 3;
+        /* A channel's reload is never 0: pit_count divides by it, and a
+         * guest may latch or read a channel whose mode it has set but
+         * whose count it has not yet written (the 8254 data sheet leaves
+         * that value undefined; QEMU's reset count is 65536 too). */
+        pit[i].reload = 0x10000;
+    }
+    pit_load(0, 0);                             /* the BIOS's count (not readable): 18.2 Hz */
 }

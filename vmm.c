@@ -718,7 +718,9 @@ parse_cmdline(const char *c)
  *  - after an STI that set IF, and after a load of SS, one more
  *    instruction runs before an interrupt is recognized (SDM Vol. 3A
  *    §6.8.3); the emulator notes it in v->intr_shadow, and the main loop
- *    runs that instruction alone (bt_step_one) before delivering;
+ *    runs that instruction alone (bt_step_one) before anything else,
+ *    even with nothing pending yet, since a request may come while it
+ *    runs;
  *  - a guest in HLT waits for an interrupt: dev_idle halts the host CPU
  *    until a host interrupt brings one, instead of spinning.
  * Every host interrupt is an exit from the guest (the real IF is 1
@@ -742,17 +744,21 @@ interrupt_window(struct vcpu *v)
             return;
         v->halted = 0;
     }
-    if (!(v->eflags & EFLAGS_IF) || !dev_irq_pending(v)) {
-        v->intr_shadow = 0;
-        return;
-    }
-    if (v->intr_shadow) {
+    if (v->intr_shadow && (v->eflags & EFLAGS_IF)) {
+        /* Run the shadowed instruction now even if nothing is pending
+         * yet: a request may come while it runs (a host interrupt taken
+         * as translated code is entered, before its first instruction),
+         * and must still wait for it. */
         v->intr_shadow = 0;
         v->st.shadow_steps++;
         bt_step_one(v);
-        if (v->stop_reason || v->halted || !(v->eflags & EFLAGS_IF) || !dev_irq_pending(v))
+        if (v->stop_reason || v->halted)
             return;
+        dev_poll(v);
     }
+    v->intr_shadow = 0;
+    if (!(v->eflags & EFLAGS_IF) || !dev_irq_pending(v))
+        return;
     int vec = dev_irq_ack(v);
     if (vec < 0)
         return;

@@ -45,6 +45,7 @@ decisions() {
     memprot|cow|smc|absent|bigpage) echo "direct|CPL!=3" ;;
     topmap)      echo "direct|CPL!=3|access to the monitor's region" ;;
     isolation)   echo "direct|CPL!=3|access to the monitor's region" ;;
+    devices)     echo "direct|CPL!=3" ;;
     esac
 }
 
@@ -59,6 +60,7 @@ mechanism() {
     topmap)  echo "^stat checks .* relocated=[1-9]" ;;
     rom)     echo "^stat checks .* relocated=[1-9]" ;;
     segments) echo "^stat segments translated code loaded from shadow=[1-9][0-9]* cached=[1-9]" ;;
+    devices) echo "^stat interrupts .* irq0=[1-9].* irq4=[1-9]" ;;
     esac
 }
 
