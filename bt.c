@@ -2417,14 +2417,18 @@ run_block(struct vcpu *v, struct block *b, int step)
              * or a traced write in progress just finishes first. :*/
             int vec = f->trapno;
             dev_host_irq(v, vec);
-            if (step || rl.active || trace_in_flight() || rolling)
+            if (step || rl.active || trace_in_flight())
                 continue;
             if (!at_boundary(b->code32, f->eip)) {
+                /* (A POPFL in the sequence may clear TF: then the next
+                 * host interrupt tries again.) */
                 rolling = vec;
                 v->st.rolled++;
                 f->eflags |= EFLAGS_TF;
                 continue;
             }
+            if (rolling)
+                f->eflags &= ~EFLAGS_TF;
             break;
         }
         if (rolling && f->trapno == T_DB && (rdr6() & 0x4000) && !trace_in_flight()) {
@@ -2683,7 +2687,12 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
     }
     /* A host interrupt (taken in run_block, at an instruction boundary):
      * back to the main loop, which brings the devices up to date and
-     * delivers what they raised (vmm.c, D:020). */
+     * delivers what they raised (vmm.c, D:020).  Just after an inline
+     * STI the next instruction is in its shadow: the main loop runs it
+     * first.  (Had IF already been 1, that delays the interrupt by one
+     * instruction, which no guest can tell.) */
+    if (ins > 0 && ins <= b->ninsn && off - b->tc == b->tend[ins - 1] && b->kind[ins - 1] == K_STI)
+        v->intr_shadow = 1;
     return 0;
 }
 

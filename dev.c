@@ -979,8 +979,13 @@ dev_host_irq(struct vcpu *v, int vec)
     if (irq >= 8)
         outb(0xa0, 0x20);
     outb(0x20, 0x20);
-    if (irq == HOST_IRQ_TIMER)
-        armed_for = 1;          /* fired: re-arm in pit_update even for the same deadline */
+    if (irq == HOST_IRQ_TIMER) {
+        /* Fired (perhaps early: the host's count is at most 0xffff):
+         * raise what is due and arm the host timer again at once, so
+         * that the next deadline interrupts the guest wherever it is. */
+        armed_for = 0;
+        pit_update(pit_now());
+    }
     if (irq == HOST_IRQ_COM1)
         host_com1_receive();
 }
@@ -992,8 +997,6 @@ dev_poll(struct vcpu *v)
 {
     (void)v;
     if (armed_tsc && rdtsc() >= armed_tsc)
-        pit_update(pit_now());
-    else if (armed_for == 1)
         pit_update(pit_now());
 }
 
