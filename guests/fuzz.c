@@ -2191,7 +2191,7 @@ print_state(uint32_t idx, uint32_t s, int ring3)
     static const char *const names[8] = { "eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi" };
     const struct regs *in = &fz.init[s];
     const struct outstate *o = &fz.out;
-    printf("seq %u ring %u code", idx, ring3 ? 3 : 0);
+    printf("seq %u ring %u at %08x code", idx, ring3 ? 3 : 0, in->eip);
     const uint8_t *c = (const uint8_t *)in->eip;
     for (uint32_t i = 0; i < fz.codelen[s]; i++)
         printf("%s%02x", i ? "" : " ", c[i]);
