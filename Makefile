@@ -4,6 +4,7 @@
 #   make run      boot the demo guest under the monitor (installs what it lacks)
 #   make test     the equivalence tests and the decoder unit tests
 #   make bench    nanobenchmarks, native and under the monitor, with -icount
+#   make fuzz     the differential instruction fuzzer, native vs the monitor
 #   make deps     install the tools (qemu-system-x86, gcc-multilib, binutils)
 
 CC      := gcc
@@ -21,7 +22,7 @@ VMM_OBJS := boot.o vmm.o load.o mmu.o segtrack.o shadow.o trace.o decode.o \
 VMM_OBJS := $(addprefix build/,$(VMM_OBJS))
 HEADERS  := vmm.h x86.h decode.h multiboot.h
 
-.PHONY: all run test bench tcdump deps clean guest-list walkthrough deviations
+.PHONY: all run test bench fuzz tcdump deps clean guest-list walkthrough deviations
 all: deps-check build/vmm.elf guests
 
 build/%.o: %.c $(HEADERS)
@@ -50,6 +51,15 @@ test: all
 
 bench: all
 	tests/bench.sh
+
+# Random instruction sequences on bare QEMU and under the monitor, their
+# digests compared; the first difference explained (tests/fuzz.sh):
+# make fuzz SEED=7 COUNT=20000 FUZZ_ARGS=paging
+SEED ?= 1
+COUNT ?= 100000
+FUZZ_ARGS ?=
+fuzz: all
+	sh tests/fuzz.sh $(SEED) $(COUNT) $(FUZZ_ARGS)
 
 # The hottest translation units of a guest, guest and translated code side
 # by side: make tcdump GUEST=bench ARGS=kernel_loop N=4
