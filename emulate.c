@@ -1327,7 +1327,11 @@ static int
 emu_int1(struct vcpu *v, struct insn *in, u32 next)
 {
     (void)in;
-    /* ICEBP: a #DB trap that is not a software interrupt: no DPL check. */
+    /* ICEBP: a #DB trap that is not a software interrupt: no DPL check
+     * (SDM Vol. 2A, INT n/INTO/INT3/INT1) - or #UD on a CPU that does
+     * not implement it, as the monitor found at boot (vmm.c). */
+    if (host_icebp_ud)
+        return raise_fault(v, T_UD, 0);
     return emulate_interrupt(v, T_DB, 0, 0, 0, next);
 }
 

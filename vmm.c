@@ -297,12 +297,18 @@ host_reset(void)
  * entered, which is reported to vm_enter's caller as a pseudo-vector.
  * Returns 1 to unwind to vm_enter's caller, 0 to resume.  Anything else
  * is a monitor bug. */
-extern char probe_start[], probe_end[];
+extern char probe_start[], probe_end[], probe_icebp_at[], probe_icebp_end[];
 static int probe_faulted;
 
 int
 vmm_monitor_trap(struct frame *tf)
 {
+    if ((tf->eip == (u32)probe_icebp_at && tf->trapno == T_UD) ||
+        (tf->eip == (u32)probe_icebp_end && tf->trapno == T_DB)) {
+        host_icebp_ud = tf->trapno == T_UD;
+        tf->eip = (u32)probe_icebp_end;
+        return 0;
+    }
     if (tf->eip == (u32)probe_start && tf->trapno == T_GP) {
         probe_faulted = 1;
         tf->eip = (u32)probe_end;
@@ -341,6 +347,19 @@ probe_limits(void)
                      : : "r"(SEL(GDT_PROBE, 0)), "r"(0) : "eax", "memory");
     vmm_gdt[GDT_PROBE].lo = vmm_gdt[GDT_PROBE].hi = 0;
     return probe_faulted;
+}
+
+/* What does ICEBP (opcode F1) do on this CPU?  The SDM: a #DB trap, as
+ * INT1.  QEMU's TCG, with the CPU model the tests use, raises #UD.  The
+ * emulator does what the CPU does (emu_int1), so execute one and see. */
+int host_icebp_ud;
+static void
+probe_icebp(void)
+{
+    __asm__ volatile(".globl probe_icebp_at, probe_icebp_end\n"
+                     "probe_icebp_at: .byte 0xf1\n"
+                     "probe_icebp_end:\n" : : : "memory");
+    ldr6(0);
 }
 
 /* Does a far jump set the accessed bit of the code descriptor it loads?
@@ -806,13 +825,14 @@ vmm_main(u32 magic, u32 mbi_pa)
     limits_enforced = probe_limits();
     probe_umip();
     far_sets_accessed = probe_far_accessed();
+    probe_icebp();
     set_bt_ring(opt_ring ? opt_ring : 1);
     bt_checks = opt_checks >= 0 ? opt_checks : (bt_ring == 1 && !limits_enforced);
     cprintf("vmm: this CPU %s segment limits; translated code runs at ring %d%s\n",
             limits_enforced ? "checks" : "does not check", bt_ring,
             bt_checks ? " with software truncation checks" : "");
-    cprintf("vmm: far transfers %s the accessed bit of the code segment they load\n",
-            far_sets_accessed ? "set" : "do not set");
+    cprintf("vmm: far transfers %s the accessed bit of the code segment they load; ICEBP raises %s\n",
+            far_sets_accessed ? "set" : "do not set", host_icebp_ud ? "#UD" : "#DB");
     cprintf("vmm: %s\n", host_umip ? "UMIP: SGDT, SIDT, SLDT, STR and SMSW trap in direct execution"
                                    : "no UMIP: SGDT, SIDT, SLDT, STR and SMSW in direct execution show the monitor's values");
     shadow_init();

@@ -193,7 +193,8 @@ extern int bt_ring;             /* the ring translated code runs at: 1 or 3 (vmm
 extern int limits_enforced;     /* does the CPU check segment limits? (vmm.c) */
 extern int bt_checks;           /* software truncation checks in translated code (vmm.c) */
 extern int far_sets_accessed;   /* does a far transfer set a code descriptor's accessed bit? (vmm.c) */
-extern int host_umip;           /* the CPU has UMIP, and the monitor keeps it on (vmm.c) */
+extern int host_umip;
+extern int host_icebp_ud;       /* ICEBP (F1) raises #UD on this CPU (vmm.c) */           /* the CPU has UMIP, and the monitor keeps it on (vmm.c) */
 enum mode vmm_decide(struct vcpu *v);
 void vm_stop(struct vcpu *v, const char *fmt, ...);
 void vm_reset(struct vcpu *v, const char *why);

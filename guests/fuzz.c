@@ -543,7 +543,7 @@ emit(struct gen *g, const struct pfx *x, int nop, uint32_t op, const struct ea *
 }
 
 /* Flags for memory operands. */
-#define M_WRITE 1       /* written: a CS override would #GP, so only rarely one */
+#define M_WRITE 1       /* written: never a CS override (seg_override) */
 #define M_POP   2       /* POP to memory: an ESP base is read after the increment */
 #define M_NOSEG 4       /* no segment override */
 
@@ -556,7 +556,14 @@ seg_override(struct gen *g, int flags)
     if ((flags & M_NOSEG) || !one_in(g, 5))
         return 0;
     uint8_t s = segs[rn(g, 6)];
-    if (s == 0x2e && (flags & M_WRITE) && !one_in(g, 8))
+    /* Never a store through CS: the SDM has it #GP (a code segment is not
+     * writable), QEMU's TCG does not check segment access rights and
+     * lets it through, and the monitor's emulator (for the instructions
+     * it emulates: SMSW, SGDT, SLDT, MOV from a segment register, ...)
+     * follows the SDM.  Like a segment-limit check (guests/README.md),
+     * that is a difference between QEMU and the CPU it models, which no
+     * guest outcome here may depend on. */
+    if (s == 0x2e && (flags & M_WRITE))
         s = 0x3e;
     return s;
 }
@@ -1351,6 +1358,8 @@ c_bt(struct gen *g)
     struct pfx x = { { 0 }, 0 };
     struct ea e;
     int k = rn(g, 4), sz = vsize(g, &x), wr = k != 0;
+    if (!can_push(g, 4))
+        return 0;                               /* no room for the PUSHF below */
     if (one_in(g, 2)) {                         /* imm8 */
         pick_rm(g, &e, sz, wr ? M_WRITE : 0, 0);
         lock_maybe(g, &x, &e, wr);
@@ -1369,6 +1378,23 @@ c_bt(struct gen *g)
     }
     if (wr && e.isreg)
         clob(g, e.reg, sz);
+    /* BT leaves OF, SF, AF and PF undefined (SDM Vol. 2A, BT, "Flags
+     * Affected"), and QEMU's TCG - the hardware both runs are compared on
+     * - computes them from whatever its lazy flag state holds from earlier
+     * instructions: whether the previous instruction ended one of its
+     * translation blocks (any exit to the monitor does) changes them.  No
+     * monitor can preserve that, and no program may rely on it, so the
+     * sequence defines them at once: PUSHF; AND $~(OF|SF|AF|PF), (%esp);
+     * POPF, which leaves CF (the result) and ZF (unchanged) as they are. */
+    struct ea top;
+    memset(&top, 0, sizeof top);
+    top.rm = 4;
+    top.has_sib = 1;
+    top.sib = 0x24;                             /* [ESP] */
+    struct pfx none = { { 0 }, 0 };
+    emit(g, &none, 1, 0x9c, 0, 0, 0, 0);
+    emit(g, &none, 1, 0x81, &top, 4, 4, ~(uint32_t)(EFL_OF | EFL_SF | EFL_AF | EFL_PF));
+    emit(g, &none, 1, 0x9d, 0, 0, 0, 0);
     return 1;
 }
 

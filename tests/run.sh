@@ -124,6 +124,17 @@ for g in usermode exceptions paging smc decide_v86 decide_pe; do
     fi
 done
 
+# 2c. The differential instruction fuzzer (guests/fuzz.c): 100,000
+# random sequences at ring 0 (translated) and ring 3 (direct), every
+# digest line compared with bare QEMU.  tests/fuzz.sh explains the first
+# difference, if any.
+if sh tests/fuzz.sh 1 100000 >"$out/fuzz.log" 2>&1; then
+    ok "$(tail -n 1 "$out/fuzz.log" | sed 's/^PASS //')"
+else
+    bad "$(tail -n 1 "$out/fuzz.log" | sed 's/^FAIL //')"
+    sed -n '/sequences differ/,/the sequence/p' "$out/fuzz.log" | head -n 30 | sed 's/^/    /'
+fi
+
 # 3. Bad input: each a one-line reason on COM2 and its own exit status.
 # EXIT_BADIMAGE is 0x72; QEMU reports (0x72 << 1) | 1 = 229.
 expect_bad() {
