@@ -138,6 +138,8 @@ int
 dev_irq_pending(struct vcpu *v)
 {
     (void)v;
+    if (!(pic[0].irr | pic[1].irr))
+        return 0;               /* the common case, asked at every entry to translated code */
     return pic_best(&pic[0], slave_line()) >= 0;
 }
 

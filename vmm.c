@@ -764,16 +764,28 @@ interrupt_window(struct vcpu *v)
         v->halted = 0;
     }
     if (v->intr_shadow && (v->eflags & EFLAGS_IF)) {
-        /* Run the shadowed instruction now even if nothing is pending
-         * yet: a request may come while it runs (a host interrupt taken
-         * as translated code is entered, before its first instruction),
-         * and must still wait for it. */
-        v->intr_shadow = 0;
-        v->st.shadow_steps++;
-        bt_step_one(v);
-        if (v->stop_reason || v->halted)
+        /* The shadow lasts until the next instruction has run.  The
+         * first time here, note where that instruction is; once the
+         * guest has moved on from it, the shadow is over.  If a request
+         * is waiting while it has not run yet (an exit before it: a host
+         * interrupt as translated code was entered), run it alone now.
+         * Nothing is stepped while nothing is waiting. */
+        if (v->intr_shadow == 1) {
+            v->intr_shadow = 2;
+            v->shadow_eip = v->eip;
+        } else if (v->eip != v->shadow_eip) {
+            v->intr_shadow = 0;
+        }
+        if (v->intr_shadow && dev_irq_pending(v)) {
+            v->intr_shadow = 0;
+            v->st.shadow_steps++;
+            bt_step_one(v);
+            if (v->stop_reason || v->halted)
+                return;
+            dev_poll(v);
+        }
+        if (v->intr_shadow)
             return;
-        dev_poll(v);
     }
     v->intr_shadow = 0;
     if (!(v->eflags & EFLAGS_IF) || !dev_irq_pending(v))

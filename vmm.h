@@ -161,7 +161,9 @@ struct vcpu {
     enum mode mode;                 /* the last decision (vmm.c) */
     enum why_bt why;                /* its reason */
     int delivering;                 /* nesting of exception delivery: #DF, triple fault */
-    int intr_shadow;                /* the instruction after STI (or MOV SS) runs before any interrupt */
+    int intr_shadow;                /* the instruction after STI (or MOV SS) runs before any interrupt:
+                                     * 1 just set, 2 noted at shadow_eip (vmm.c, D:020) */
+    u32 shadow_eip;
     int halted;
     int irq_seen;                   /* a host interrupt since the main loop last looked (dev.c) */
     const char *stop_reason;        /* set once by vm_stop(); the guest never runs again */
