@@ -167,10 +167,16 @@ struct fzdata fz ALIGNED(4096);
  * The harness, in a page of its own.
  *
  * fz_run (called from C, at ring 0 or ring 3): saves the callee-saved
- * registers and ESP, resets the x87 (FNINIT: the same empty stack, all
- * exceptions masked, before every sequence -- SDM Vol. 1 §8.1.x, FNINIT),
- * loads EFLAGS and the eight registers from fz.in and jumps to the
- * sequence.  At ring 3, POPF leaves IF and IOPL alone (SDM Vol. 2B, POPF),
+ * registers and ESP, resets the x87 (FNINIT: an empty stack, all
+ * exceptions masked, SDM Vol. 2A, FINIT/FNINIT), loads EFLAGS and the
+ * eight registers from fz.in and jumps to the sequence.  FNINIT only tags
+ * the registers empty; what they held stays, and QEMU, unlike the SDM
+ * (Vol. 1 §8.5.1.1, Stack Overflow or Underflow Exception), reads an
+ * empty register's old contents instead of signalling underflow.  So
+ * first eight FLDZ fill every physical register with +0 -- each push
+ * moves TOP on to the next one -- and a second FNINIT empties the stack
+ * again: every sequence starts from the same x87 bits, whatever ran
+ * before it.  At ring 3, POPF leaves IF and IOPL alone (SDM Vol. 2B, POPF),
  * so the sequence runs with IF=1 there and IF=0 at ring 0.
  *
  * fz_epilogue: every slot ends with a JMP here.  MOV does not touch the
@@ -208,6 +214,8 @@ __asm__(
     "   pushl %esi\n"
     "   pushl %edi\n"
     "   movl %esp, " FZ(FZ_CTX) "\n"
+    "   fninit\n"
+    "   fldz\n   fldz\n   fldz\n   fldz\n   fldz\n   fldz\n   fldz\n   fldz\n"
     "   fninit\n"
     "   movl $1, " FZ(FZ_ACTIVE) "\n"
     "   pushl " FZ(FZ_IN_EFL) "\n"
