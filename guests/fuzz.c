@@ -167,10 +167,16 @@ struct fzdata fz ALIGNED(4096);
  * The harness, in a page of its own.
  *
  * fz_run (called from C, at ring 0 or ring 3): saves the callee-saved
- * registers and ESP, resets the x87 (FNINIT: the same empty stack, all
- * exceptions masked, before every sequence -- SDM Vol. 1 §8.1.x, FNINIT),
- * loads EFLAGS and the eight registers from fz.in and jumps to the
- * sequence.  At ring 3, POPF leaves IF and IOPL alone (SDM Vol. 2B, POPF),
+ * registers and ESP, resets the x87 (FNINIT: an empty stack, all
+ * exceptions masked, SDM Vol. 2A, FINIT/FNINIT), loads EFLAGS and the
+ * eight registers from fz.in and jumps to the sequence.  FNINIT only tags
+ * the registers empty; what they held stays, and QEMU, unlike the SDM
+ * (Vol. 1 §8.5.1.1, Stack Overflow or Underflow Exception), reads an
+ * empty register's old contents instead of signalling underflow.  So
+ * first eight FLDZ fill every physical register with +0 -- each push
+ * moves TOP on to the next one -- and a second FNINIT empties the stack
+ * again: every sequence starts from the same x87 bits, whatever ran
+ * before it.  At ring 3, POPF leaves IF and IOPL alone (SDM Vol. 2B, POPF),
  * so the sequence runs with IF=1 there and IF=0 at ring 0.
  *
  * fz_epilogue: every slot ends with a JMP here.  MOV does not touch the
@@ -208,6 +214,8 @@ __asm__(
     "   pushl %esi\n"
     "   pushl %edi\n"
     "   movl %esp, " FZ(FZ_CTX) "\n"
+    "   fninit\n"
+    "   fldz\n   fldz\n   fldz\n   fldz\n   fldz\n   fldz\n   fldz\n   fldz\n"
     "   fninit\n"
     "   movl $1, " FZ(FZ_ACTIVE) "\n"
     "   pushl " FZ(FZ_IN_EFL) "\n"
@@ -2257,7 +2265,8 @@ static struct {
     int verbose, paging;
     uint8_t code[SLOT_SIZE - 5];
     uint32_t codelen;           /* 0: generate */
-} opt = { 1, 1000, 0, 16, 0, 0, { 0 }, 0 };
+    uint32_t cut;               /* 0: the whole sequence */
+} opt = { 1, 1000, 0, 16, 0, 0, { 0 }, 0, 0 };
 
 static int
 parse_num(const char *s, uint32_t *v)
@@ -2301,6 +2310,10 @@ hexval(char c)
  * paging     run with paging on, the pages around the scratch area absent
  * code=HEX   run these bytes as sequence `first` (its registers and
  *            memory), count=1: to reproduce or to try a variation
+ * cut=N      run sequence `first` as generated but ended after its first
+ *            N bytes (an instruction boundary), count=1.  Short, where
+ *            code= would not be: the monitor passes on at most 254
+ *            characters of the command line, bare QEMU all of it.
  * The command line is "PATH ARGS..." (QEMU and the monitor both pass the
  * kernel's path first); it is copied before anything can overwrite it.
  */
@@ -2340,6 +2353,8 @@ parse_args(uint32_t magic, const struct multiboot_info *mbi)
             ok = parse_num(w + 6, &opt.count);
         else if (!memcmp(w, "first=", 6))
             ok = parse_num(w + 6, &opt.first);
+        else if (!memcmp(w, "cut=", 4))
+            ok = parse_num(w + 4, &opt.cut) && opt.cut >= 1;
         else if (!memcmp(w, "len=", 4))
             ok = parse_num(w + 4, &opt.len) && opt.len >= 1;
         else if (!memcmp(w, "ring=", 5)) {
@@ -2362,7 +2377,7 @@ parse_args(uint32_t magic, const struct multiboot_info *mbi)
             exit(2);
         }
     }
-    if (opt.codelen)
+    if (opt.codelen || opt.cut)
         opt.count = 1;
 }
 
@@ -2388,7 +2403,7 @@ main(uint32_t magic, struct multiboot_info *mbi)
     parse_args(magic, mbi);
     printf("fuzz: seed=%u first=%u count=%u len=%u rings=%s%s%s\n", opt.seed, opt.first,
            opt.count, opt.len, rings == 3 ? "0,3" : rings == 1 ? "0" : "3",
-           opt.paging ? " paging" : "", opt.codelen ? " code" : "");
+           opt.paging ? " paging" : "", opt.codelen ? " code" : opt.cut ? " cut" : "");
     if (!(mbi->flags & MBI_FLAG_MEM) || 0x100000 + mbi->mem_upper * 1024 < CODE_BASE + RING_SLOTS * SLOT_SIZE ||
         (uint32_t)__image_end > (SCR_BASE & ~0xfffu) - 0x1000) {
         print("fuzz: needs 40 MiB of RAM and an image below 4 MiB\n");
@@ -2415,6 +2430,10 @@ main(uint32_t magic, struct multiboot_info *mbi)
                 fz.codelen[s] = opt.codelen;
             } else {
                 fz.codelen[s] = generate(opt.seed, idx, &fz.init[s], opt.len);
+                if (opt.cut && opt.cut < fz.codelen[s]) {
+                    fz.codelen[s] = opt.cut;
+                    put_final_jmp((uint8_t *)slot_addr(idx) + opt.cut);
+                }
             }
         }
         char *p = fz.line;

@@ -75,11 +75,48 @@ diff "$out/one.native.com1" "$out/one.vmm.com1" | grep -a '^[<>]' | sed 's/^/  /
 code=$(grep -a "^seq $first ring" "$out/one.native.com1" | head -n 1 | sed 's/.* code //')
 addr=$(grep -a "^seq $first ring" "$out/one.native.com1" | head -n 1 | sed 's/.* at \([0-9a-f]*\) code.*/\1/')
 if [ -n "$code" ]; then
-    echo "  --- the sequence (reproduce: seed=$seed first=$first code=$code)"
+    echo "  --- the sequence (reproduce: seed=$seed first=$first verbose; code=$code)"
     if command -v objdump >/dev/null 2>&1; then
         printf '%s' "$code" | sed 's/../\\x&/g' | xargs -0 printf >"$out/one.bin"
         objdump -D -b binary -mi386 --adjust-vma="0x$addr" "$out/one.bin" | sed -n '8,$p' | sed 's/^/  /'
     fi
 fi
-echo "FAIL fuzz: seed $seed, $ndiff of $count sequences differ (first $first), native status $ns, monitor status $vs"
+
+# The shortest prefix of the sequence that already differs (each prefix
+# run with code=, so with the same registers and memory): its last
+# instruction is where the two part.  Cuts that would leave a forward
+# branch aiming past the end are skipped.
+if [ -n "$code" ] && command -v objdump >/dev/null 2>&1; then
+    objdump -D -b binary -mi386 --adjust-vma="0x$addr" "$out/one.bin" | sed -n '8,$p' |
+        awk -F'\t' 'NF >= 2 { a = $1; gsub(/[ :]/, "", a); b = $2; gsub(/ /, "", b)
+                     if ($3 == "" && n) { by[n] = by[n] b; next }
+                     n++; ad[n] = a; by[n] = b; tx[n] = $3 }
+                     END { for (i = 1; i <= n; i++) print ad[i], by[i], tx[i] }' >"$out/one.insns"
+    prefix="" reach=0 found=""
+    while read -r a b t; do
+        prefix="$prefix$b"
+        end=$((0x$a + ${#b} / 2))
+        cut=$((end - 0x$addr))
+        case $t in
+        j*|loop*) tgt=$(echo "$t" | sed -n 's/.*0x\([0-9a-f]*\).*/\1/p')
+                  [ -n "$tgt" ] && [ $((0x$tgt)) -gt "$reach" ] && reach=$((0x$tgt)) ;;
+        esac
+        [ "$end" -lt "$reach" ] && continue
+        run_native "$out/cut.native" 60 build/guests/fuzz.elf seed="$seed" first="$first" verbose cut="$cut" "$@" &
+        run_vmm "$out/cut.vmm" 120 build/guests/fuzz.elf seed="$seed" first="$first" verbose cut="$cut" "$@"
+        wait
+        if ! cmp -s "$out/cut.native.com1" "$out/cut.vmm.com1" ||
+           [ "$(cat "$out/cut.native.status")" != "$(cat "$out/cut.vmm.status")" ]; then
+            found="$a: $t"
+            break
+        fi
+    done <"$out/one.insns"
+    if [ -n "$found" ]; then
+        echo "  --- they part at $found (reproduce: seed=$seed first=$first cut=$cut, or code=$prefix)"
+        diff "$out/cut.native.com1" "$out/cut.vmm.com1" | grep -a '^[<>]' | grep -a -v '^. fuzz:' | sed 's/^/  /'
+    else
+        echo "  --- no prefix of the sequence differs by itself: the difference needs the whole run before it"
+    fi
+fi
+echo "FAIL fuzz: seed $seed, $ndiff of $count sequences differ (first $first${found:+, at $found}), native status $ns, monitor status $vs"
 exit 1
