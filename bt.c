@@ -1363,7 +1363,12 @@ footprint_ok(struct vcpu *v, u32 geip)
     }
     if (op >= 0xa0 && op <= 0xa3)
         ok &= clear_of_monitor(v, in.seg >= 0 ? in.seg : SEG_DS, in.imm, 16, amask);
-    if (in.flags & D_STACK) {
+    if (op == 0xc9) {
+        /* LEAVE pops from where EBP points: ESP is loaded from it first
+         * (SDM Vol. 2A, LEAVE), so the old ESP says nothing. */
+        u32 smask = (v->seg[SEG_SS].attr & SEG_DB) ? 0xffffffff : 0xffff;
+        ok &= clear_of_monitor(v, SEG_SS, f->ebp & smask, in.opsize, smask);
+    } else if (in.flags & D_STACK) {
         int before = nwin;
         if (!clear_of_monitor(v, SEG_SS, f->esp - 32, 64, 0xffffffff)) {
             ok = 0;

@@ -1247,7 +1247,7 @@ c_enter(struct gen *g)
         osz = 2;
     }
     if (one_in(g, 3)) {                         /* LEAVE */
-        if (!(g->ebp_known && g->ebp >= STK_LO && g->ebp + osz <= SCR_END)) {
+        if (!(g->ebp_known && g->ebp >= STK_LO && g->ebp <= SCR_END - osz)) {     /* (no overflow) */
             uint32_t lo = g->esp > STK_LO + 128 ? g->esp - 128 : STK_LO;
             uint32_t hi = g->esp + 128 < SCR_END - 4 ? g->esp + 128 : SCR_END - 4;
             set_reg(g, 5, lo + rn(g, hi - lo + 1));
