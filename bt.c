@@ -2717,6 +2717,17 @@ at_boundary(int code32, u32 eip)
     for (int i = 0; i <= last; i++)
         if (o < b->tend[i])
             return o == (i ? b->tend[i - 1] : 0u) || (b->kind[i] == K_IDENT && o == b->istart[i]);
+    if (b->term == TERM_BRANCH && b->exit[0].site) {
+        /* The branch's own code (B:040), up to the first continuation
+         * stub: only its start is a boundary - a CALL has pushed its
+         * return address after it, and only the stubs say where the
+         * branch went. */
+        u32 stubs = b->exit[0].stub - b->tc, start = b->ninsn ? b->tend[b->ninsn - 1] : 0u;
+        if (b->exit[1].site && b->exit[1].stub - b->tc < stubs)
+            stubs = b->exit[1].stub - b->tc;
+        if (o > start && o < stubs)
+            return 0;
+    }
     return 1;
 }
 

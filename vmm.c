@@ -694,6 +694,11 @@ parse_cmdline(const char *c)
                 n = n * 10 + (*d - '0');
             opt_tcdump = n;
             opt_count = n > 0;
+        } else if (!memcmp(c, "hostirq=", 8)) {
+            u32 n = 0;
+            for (const char *d = c + 8; *d >= '0' && *d <= '9'; d++)
+                n = n * 10 + (*d - '0');
+            opt_hostirq = n > 100000 ? 100000 : n;
         } else if (!memcmp(c, "statsevery=", 11)) {
             u32 n = 0;
             for (const char *d = c + 11; *d >= '0' && *d <= '9'; d++)
@@ -833,6 +838,7 @@ vmm_main(u32 magic, u32 mbi_pa)
         parse_cmdline(cmdline);
     }
     cprintf("vmm: command line \"%s\", guest memory %u MiB\n", cmdline, opt_mem_mb);
+    dev_start();
 
     limits_enforced = probe_limits();
     probe_umip();

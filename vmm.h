@@ -392,6 +392,8 @@ void dev_poll(struct vcpu *v);
 int dev_idle(struct vcpu *v);
 void pic_raise(int irq);
 u32 dev_seconds(void);
+extern u32 opt_hostirq;
+void dev_start(void);
 int dev_port_is_empty(u16 port);
 void dev_reset_state(int from_reset);
 
