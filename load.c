@@ -254,6 +254,26 @@ load_rom(struct vcpu *v, hpa_t img, u32 size, const char *name)
  * vmlinux (an ELF file without a Multiboot header) is loaded by its
  * segments' physical addresses and entered the same way, at the
  * physical address of its entry point. :*/
+/* The PC memory map QEMU's firmware reports (e820) for a guest of
+ * ram_size bytes, as both the Multiboot information (D:005) and Linux's
+ * zero page (D:007) give it: entry i in *base, *len, *type. */
+#define NE820 6
+static void
+e820_entry(int i, u64 *base, u64 *len, u32 *type)
+{
+    static const struct { u64 base, len; u32 type; } e820[NE820] = {
+        { 0x00000000, 0x9fc00, 1 },
+        { 0x0009fc00, 0x00400, 2 },
+        { 0x000f0000, 0x10000, 2 },
+        { 0x00100000, 0, 1 },           /* length: RAM above 1 MiB, less 128 KiB */
+        { 0, 0x20000, 2 },              /* base: the top 128 KiB of RAM */
+        { 0xfffc0000, 0x40000, 2 },     /* the BIOS ROM */
+    };
+    *base = i == 4 ? ram_size - 0x20000 : e820[i].base;
+    *len = i == 3 ? ram_size - 0x100000 - 0x20000 : e820[i].len;
+    *type = e820[i].type;
+}
+
 #define LINUX_GDT     0x5000
 #define LINUX_ZEROPG  0x6000
 #define LINUX_CMDLINE 0x7000
@@ -303,26 +323,16 @@ linux_zero_page(const u8 *hdr, u32 hlen, const char *cmdline, gpa_t initrd, u32 
     memcpy(zp + 0x218, &initrd, 4);             /* ramdisk_image */
     memcpy(zp + 0x21c, &initrd_size, 4);        /* ramdisk_size */
     memcpy(zp + 0x1e0, &am, 4);                 /* alt_mem_k */
-    static const struct { u64 base, len; u32 type; } e820[] = {
-        { 0x00000000, 0x9fc00, 1 },
-        { 0x0009fc00, 0x00400, 2 },
-        { 0x000f0000, 0x10000, 2 },
-        { 0x00100000, 0, 1 },
-        { 0, 0x20000, 2 },
-        { 0xfffc0000, 0x40000, 2 },
-    };
-    for (u32 i = 0; i < ARRAY_SIZE(e820); i++) {
-        u64 base = e820[i].base, len = e820[i].len;
-        if (i == 3)
-            len = ram_size - 0x100000 - 0x20000;
-        if (i == 4)
-            base = ram_size - 0x20000;
+    for (int i = 0; i < NE820; i++) {
+        u64 base, len;
+        u32 type;
+        e820_entry(i, &base, &len, &type);
         u8 *e = zp + 0x2d0 + 20 * i;            /* e820_table: base, size, type */
         memcpy(e, &base, 8);
         memcpy(e + 8, &len, 8);
-        memcpy(e + 16, &e820[i].type, 4);
+        memcpy(e + 16, &type, 4);
     }
-    zp[0x1e8] = ARRAY_SIZE(e820);               /* e820_entries */
+    zp[0x1e8] = NE820;                          /* e820_entries */
     gpa_write(LINUX_ZEROPG, zp, sizeof zp);
     u32 n = strlen(cmdline);
     if (n > LINUX_CMDMAX - 1)
@@ -521,24 +531,17 @@ load_guest(struct vcpu *v, struct mb_info *mbi)
     g.mods_addr = MBI_MODS;
     gpa_write(MBI_MODS, gmods, (nmods - 1) * sizeof gmods[0]);
 
-    /* The PC memory map QEMU's firmware reports (e820), in Multiboot form. */
-    static const struct { u64 base, len; u32 type; } e820[] = {
-        { 0x00000000, 0x9fc00, 1 },
-        { 0x0009fc00, 0x00400, 2 },
-        { 0x000f0000, 0x10000, 2 },
-        { 0x00100000, 0, 1 },           /* length: RAM above 1 MiB, less 128 KiB */
-        { 0, 0x20000, 2 },              /* base: the top 128 KiB of RAM */
-        { 0xfffc0000, 0x40000, 2 },     /* the BIOS ROM */
-    };
-    struct mb_mmap mm[ARRAY_SIZE(e820)];
-    for (u32 i = 0; i < ARRAY_SIZE(e820); i++) {
+    /* The PC memory map (e820_entry), in Multiboot form. */
+    struct mb_mmap mm[NE820];
+    for (int i = 0; i < NE820; i++) {
+        u64 base, len;
+        u32 type;
+        e820_entry(i, &base, &len, &type);
         mm[i].size = sizeof mm[i] - 4;
-        mm[i].addr = e820[i].base;
-        mm[i].len = e820[i].len;
-        mm[i].type = e820[i].type;
+        mm[i].addr = base;
+        mm[i].len = len;
+        mm[i].type = type;
     }
-    mm[3].len = ram_size - 0x100000 - 0x20000;
-    mm[4].addr = ram_size - 0x20000;
     g.mmap_addr = MBI_MMAP;
     g.mmap_length = sizeof mm;
     gpa_write(MBI_MMAP, mm, sizeof mm);
