@@ -39,12 +39,16 @@ build/vmm.elf: $(VMM_OBJS) vmm.ld
 include guests/guests.mk
 
 # Install whatever is missing (Debian/Ubuntu).  Nothing if all is there.
+GUEST ?= demo
 deps deps-check:
 	@scripts/deps.sh
 
+# make run GUEST=NAME boots another guest of guests/ (GUEST=linux: Debian's
+# kernel to an interactive busybox shell, fetched once; Ctrl-A X leaves).
 run: all
 	@# QEMU exits with (code << 1) | 1: status 1 is the guest's exit(0)
-	scripts/vmm build/guests/demo.elf || [ $$? -eq 1 ]
+	@if [ "$(GUEST)" = linux ]; then sh tests/linux.sh shell vmm; \
+	else scripts/vmm build/guests/$(GUEST).elf $(ARGS) || [ $$? -eq 1 ]; fi
 
 test: all
 	tests/run.sh
@@ -63,7 +67,6 @@ fuzz: all
 
 # The hottest translation units of a guest, guest and translated code side
 # by side: make tcdump GUEST=bench ARGS=kernel_loop N=4
-GUEST ?= demo
 N ?= 8
 tcdump: all
 	sh tests/tcdump.sh $(GUEST) $(N) $(ARGS)

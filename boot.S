@@ -132,11 +132,24 @@ alltraps:
         pushl %fs
         pushl %gs
         pushal
-        /* Back to the monitor's full view: boot.S's own page directory,
-         * which maps the monitor's 4 MiB and nothing else. */
-        mov $V2P(boot_pd), %eax
+        /* Back to the monitor's full view.  Translated code at ring 1
+         * runs in it already: its shadow directory maps the monitor's
+         * 4 MiB through vmm_pt, as every directory the monitor builds
+         * does, so the trap needs no CR3 load - which would discard the
+         * whole TLB at every callout (SDM Vol. 3A §4.10.4.1).  The patent
+         * puts the monitor in every address space for this reason.  From
+         * anything else (directly executed guest code, whose view lacks
+         * the monitor's data, or the monitor itself): boot.S's own page
+         * directory, which maps the monitor's 4 MiB and nothing else. */
+        testl $EFLAGS_VM, F_EFLAGS(%esp)
+        jnz 1f
+        movzbl F_CS(%esp), %eax
+        and $3, %eax
+        cmp $1, %eax
+        je 2f
+1:      mov $V2P(boot_pd), %eax
         mov %eax, %cr3
-        mov $KDS, %eax
+2:      mov $KDS, %eax
         mov %eax, %ds
         mov %eax, %es
         testl $EFLAGS_VM, F_EFLAGS(%esp)
@@ -167,8 +180,9 @@ from_guest:
 
 /*
  * void vm_enter(struct frame *f, u32 cr3)
- * Switch to the page directory the guest runs on, load the guest's
- * registers from *f and IRET into it.  Returns (through from_guest above)
+ * Switch to the page directory the guest runs on (unless it is the one
+ * in use: whoever changes a directory in use flushes the TLB itself),
+ * load the guest's registers from *f and IRET into it.  Returns (through from_guest above)
  * when the guest next traps, with *f filled in.  Everything after the
  * CR3 load is in pages every view maps: this code and the frame.
  */
@@ -181,6 +195,9 @@ vm_enter:
         mov %esp, host_esp
         mov 24(%esp), %edx              /* cr3 */
         mov 20(%esp), %esp              /* the frame */
+        mov %cr3, %eax                  /* the same directory: keep the TLB */
+        cmp %eax, %edx
+        je vm_enter_start
         mov %edx, %cr3
 vm_enter_start:
         popal

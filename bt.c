@@ -167,20 +167,61 @@ static struct tcdata {
 static u8 tcdata_pad[(PGSIZE - sizeof(struct tcdata) % PGSIZE) % PGSIZE] __attribute__((used));
 #define TCD(f) ((u32)offsetof(struct tcdata, f))
 
-/* The translation cache is read-only to translated code; the monitor
- * writes it with CR0.WP cleared for the moment (SDM Vol. 3A §4.6). */
-static int tc_open_depth;
+/*B:076 Writing the translation cache.  Translated code must not write
+ * the cache it runs from, so its pages are mapped read-only (and, for
+ * translated code at ring 3, user-readable).  The monitor writes them
+ * through a second, writable mapping of the same frame, one page at a
+ * time in the temporary slot SLOT_TC (an INVLPG when the page changes),
+ * rather than by clearing CR0.WP around each write: CR0.WP is one of
+ * the bits whose change invalidates every TLB entry (SDM Vol. 3A
+ * §4.10.4.1, "Operations that Invalidate TLBs"), and the monitor writes
+ * the cache at every translation and every chained link.
+ *
+ * A unit is first emitted into a scratch buffer and copied into the
+ * cache when it is complete, four bytes per store.  Only the bytes'
+ * destination changes: emit_p still moves through the cache's own
+ * addresses, so the offsets every emitter takes (emit_p - base) are
+ * those the code will have.  The copy matters under an emulator that
+ * tracks code pages, as QEMU does for the monitor's own host: each store
+ * to a page it has translated code for takes its slow path. :*/
+#define EBUF 4096
+static u8 ebuf[EBUF];           /* the unit being emitted ... */
+static u8 *emit_at;             /* ... whose first byte goes here in the cache; NULL when none */
+static u8 *emit_p;
+
 static void
-tc_open(void)
+tc_write(u8 *dst, const void *src, u32 n)
 {
-    if (tc_open_depth++ == 0)
-        lcr0(rcr0() & ~CR0_WP);
+    const u8 *s = src;
+    while (n) {
+        u32 room = PGSIZE - ((u32)dst & (PGSIZE - 1)), k = n < room ? n : room;
+        u8 *w = hpa_map((u32)dst - VMM_BASE + VMM_PHYS, SLOT_TC);
+        u32 j = 0;
+        for (; j + 4 <= k; j += 4)
+            *(u32 *)(w + j) = *(const u32 *)(s + j);
+        for (; j < k; j++)
+            w[j] = s[j];
+        dst += k, s += k, n -= k;
+    }
+}
+
+/* Start emitting at `at` in the cache; emit_end copies what was emitted. */
+static void
+emit_begin(u8 *at)
+{
+    emit_at = emit_p = at;
 }
 static void
-tc_close(void)
+emit_end(void)
 {
-    if (--tc_open_depth == 0)
-        lcr0(rcr0() | CR0_WP);
+    if (emit_at && emit_p > emit_at)
+        tc_write(emit_at, ebuf, emit_p - emit_at);
+    emit_at = NULL;
+}
+static void
+emit_cancel(void)
+{
+    emit_at = NULL;
 }
 static u32 tc_used, tc16_used;
 static struct block blocks[MAXBLOCKS + 1];     /* the last one: single-step scratch */
@@ -256,14 +297,12 @@ bt_flush(const char *why)
     if (opt_log & LOG_TRANSLATE)
         cprintf("translate: flush (%s)\n", why);
     vcpu0.st.tc_flushes++;
-    tc_open();
     for (int k = 0; k < 2; k++) {       /* int $T_CALLOUT; R_MISS, which table */
-        tc[MISS_STUB(k)] = 0xcd;
-        tc[MISS_STUB(k) + 1] = T_CALLOUT;
+        u8 stub[6] = { 0xcd, T_CALLOUT };
         u32 rec = REC(0, R_MISS, k);
-        memcpy(&tc[MISS_STUB(k) + 2], &rec, 4);
+        memcpy(stub + 2, &rec, 4);
+        tc_write(&tc[MISS_STUB(k)], stub, sizeof stub);
     }
-    tc_close();
     tc_used = 16;
     tc16_used = 0;
     for (int i = 0; i <= MAXBLOCKS; i++)
@@ -319,8 +358,13 @@ hash_of(gpa_t pa, u32 eip)
 
 /* ---- Emitting ---- */
 
-static u8 *emit_p;
-static void emit1(u8 b) { *emit_p++ = b; }
+static void
+emit1(u8 b)
+{
+    if (!emit_at || emit_p - emit_at >= EBUF)
+        panic("translation: emitting %s", emit_at ? "past the scratch buffer" : "outside a unit");
+    ebuf[emit_p++ - emit_at] = b;
+}
 static void emit2(u32 w) { emit1(w); emit1(w >> 8); }
 static void emit4(u32 w) { for (int i = 0; i < 4; i++) emit1(w >> (8 * i)); }
 
@@ -355,16 +399,12 @@ cache_of(int code32)
 static void
 patch_exit(struct block *b, int x, u32 to)
 {
-    tc_open();
     u8 *p = cache_of(b->code32) + b->exit[x].site;
-    if (b->code32) {
-        u32 rel = to - (b->exit[x].site + 4);
-        p[0] = rel, p[1] = rel >> 8, p[2] = rel >> 16, p[3] = rel >> 24;
-    } else {
-        u32 rel = to - (b->exit[x].site + 2);
-        p[0] = rel, p[1] = rel >> 8;
-    }
-    tc_close();
+    u32 rel = to - (b->exit[x].site + (b->code32 ? 4 : 2));
+    if (emit_at && p >= emit_at && p < emit_p)
+        memcpy(ebuf + (p - emit_at), &rel, b->code32 ? 4 : 2);    /* still in the scratch buffer */
+    else
+        tc_write(p, &rel, b->code32 ? 4 : 2);
 }
 
 /* Emit a jump (opcode bytes already emitted) to a new continuation stub
@@ -1206,8 +1246,7 @@ make_stub(struct block *b, int k)
         return b->stub[k];
     if (tc_used + 64 > TC_SIZE)
         return 0;
-    tc_open();
-    emit_p = tc + tc_used;
+    emit_begin(tc + tc_used);
     u32 at = tc_used;
     emit_mov_from_gs(1, TCD(ind_target));
     emit1(0x8d); emit1(0x89); emit4(-b->eip);
@@ -1218,7 +1257,7 @@ make_stub(struct block *b, int k)
     if (emit_p - tc - at != STUB_LEN)
         panic("a dispatch stub of %d bytes", (int)(emit_p - tc - at));
     tc_used = emit_p - tc;
-    tc_close();
+    emit_end();
     b->stub[k] = at;
     return at;
 }
@@ -1397,7 +1436,7 @@ footprint_ok(struct vcpu *v, u32 geip)
  * instruction, each over the two pages from its access onwards; the
  * step keeps its truncation checks, so an access outside those pages
  * that would reach the monitor stops the guest instead. :*/
-#define ALIAS_SLOT 4             /* slots 4, 5: first segment; 6, 7: second */
+#define ALIAS_SLOT 5             /* slots 5, 6: first segment; 7, 8: second */
 static struct reloc {
     int pending;        /* the next BT step relocates (or just steps unchecked) */
     int active;         /* a relocated step is running */
@@ -1689,7 +1728,7 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max, int ctx)
     b->stub[0] = b->stub[1] = 0;
     b->flips = 0;
     u8 *base = cache_of(code32);
-    emit_p = base + b->tc;
+    emit_begin(base + b->tc);
     b->term = TERM_CONTINUE;
     range_forget_all();
     if (opt_count && code32 && idx != STEP_BLOCK)
@@ -1903,10 +1942,9 @@ lookup(struct vcpu *v)
         bt_flush("full");
         ctx = ctx_of(v);
     }
-    tc_open();
     set_tr_base(v);
     struct block *b = translate(v, pa, &blocks[nblocks], MAXI, ctx);
-    tc_close();
+    b ? emit_end() : emit_cancel();
     if (!b)
         return NULL;
     nblocks++;
@@ -2747,7 +2785,6 @@ translate_step(struct vcpu *v)
         bt_flush("full");
         ctx = ctx_of(v);
     }
-    tc_open();
     set_tr_base(v);
     if (rl.active || rl.pending) {
         for (int j = 0; j < rl.n; j++)
@@ -2756,7 +2793,7 @@ translate_step(struct vcpu *v)
     }
     struct block *b = translate(v, pa, &blocks[STEP_BLOCK], 1, ctx);
     tr_relocated = 0;
-    tc_close();
+    b ? emit_end() : emit_cancel();
     if (!b)
         emulate_deliver_pending(v);
     return b;

@@ -812,7 +812,14 @@ u32
 mmu_hw_cr3(struct vcpu *v)
 {
     u32 *pd = pool[current_pd(v, vcpu_cpl(v) == 3 ? SH_USER : SH_KERNEL)];
-    pd[VMM_BASE >> PDXSHIFT] = (de_view ? V2P(de_pt) : V2P(vmm_pt)) | PTE_P | PTE_W | PTE_U;
+    u32 want = (de_view ? V2P(de_pt) : V2P(vmm_pt)) | PTE_P | PTE_W | PTE_U;
+    if ((pd[VMM_BASE >> PDXSHIFT] & ~PTE_A) != want) {     /* the CPU sets A */
+        pd[VMM_BASE >> PDXSHIFT] = want;
+        /* vm_enter keeps the TLB when CR3 does not change: a directory
+         * whose view of the monitor changed must not be the one in use. */
+        if (rcr3() == V2P(pd))
+            lcr3(V2P(boot_pd));
+    }
     return V2P(pd);
 }
 

@@ -253,11 +253,12 @@ extern hpa_t ram_base;          /* host-physical start of guest RAM */
 extern u32 ram_size;            /* bytes */
 void mmu_init(void);
 void *hpa_map(hpa_t pa, int slot);
-#define SLOT_COPY  0
-#define SLOT_WALK  1
-#define SLOT_WALK2 2
-#define SLOT_LOAD  3
-#define NSLOTS     8
+#define SLOT_TC    0    /* bt.c: the writable view of the translation cache */
+#define SLOT_COPY  1
+#define SLOT_WALK  2
+#define SLOT_WALK2 3
+#define SLOT_LOAD  4
+#define NSLOTS     9    /* 5..8: bt.c's relocation aliases, the top four pages */
 void hpa_read(hpa_t pa, void *buf, u32 n);
 void hpa_write(hpa_t pa, const void *buf, u32 n);
 int gpa_read(gpa_t pa, void *buf, u32 n);

@@ -9,6 +9,7 @@
 #   tests/linux.sh vmm        boot under the monitor and check the same
 #   tests/linux.sh both       native, then the monitor, then compare the
 #                             two transcripts' "linux: " lines
+#   tests/linux.sh test       as both, with one native boot (make test)
 #   tests/linux.sh shell [vmm]  an interactive busybox shell on this
 #                             terminal (Ctrl-A X leaves QEMU)
 #
@@ -249,7 +250,20 @@ both)
         bad "linux: the linux: lines differ natively and under the monitor"
         diff "$out/native.linux" "$out/vmm.linux" | sed 's/^/    /'
     fi ;;
+test)
+    # make test's form: one plain native boot (no -icount: make bench
+    # counts instructions), one under the monitor, their lines compared.
+    prepare
+    run_linux_native "$out/native" "$tmo"
+    check "linux native" "$out/native"
+    vmm
+    if cmp -s "$out/native.linux" "$out/vmm.linux"; then
+        ok "linux: the same $(wc -l <"$out/vmm.linux") linux: lines natively and under the monitor"
+    else
+        bad "linux: the linux: lines differ natively and under the monitor"
+        diff "$out/native.linux" "$out/vmm.linux" | sed 's/^/    /'
+    fi ;;
 shell)  prepare; shell "$2" ;;
-*)      echo "usage: $0 [native|vmm|both|shell [vmm]]" >&2; exit 2 ;;
+*)      echo "usage: $0 [native|vmm|both|test|shell [vmm]]" >&2; exit 2 ;;
 esac
 finish
