@@ -55,10 +55,10 @@
  * 64 contexts, 256 cross-page link targets.  Any of them full flushes
  * everything (bt_flush); no guest can make them grow. */
 #define MAXI      12            /* guest instructions per unit (AA §3.2) */
-#define TC_SIZE   (1 << 20)
+#define TC_SIZE   (768 << 10)
 #define TC16_SIZE 0x10000
-#define MAXBLOCKS 4096
-#define NHASH     4096
+#define MAXBLOCKS 8192
+#define NHASH     8192
 #define NPHASH    1024          /* units by guest-physical page */
 #define TC_SLACK  2048          /* room one unit and its stubs can need, at most */
 #define NCTX      64
@@ -103,13 +103,8 @@ struct block {
     u8 valid;           /* cleared when the guest writes its code (trace.c) */
     u8 flips;           /* stack-check guesses found wrong (check_fired) */
     u32 tc;             /* offset of its code in tc[] or tc16[] */
-    u32 tclen;
-    u8 goff[MAXI + 1];  /* guest offset of instruction i; [ninsn]: the terminator or next */
-    u8 kind[MAXI + 1];  /* enum kind of instruction i (and of the terminator) */
-    u8 sv[MAXI + 1];    /* registers an inline sequence keeps in %gs (SV_*) */
-    u16 tend[MAXI + 1]; /* TC offset just past guest instruction i itself */
-    u16 istart[MAXI + 1];   /* TC offset where guest instruction i's own code starts */
-    u16 cend[MAXI + 1];     /* TC offset just after instruction i's truncation check */
+    u16 tclen;
+    u16 mi;             /* its instructions: binsn[mi .. mi + ninsn] */
     u16 bcend;          /* ... and after the check of a CALL's return-address push */
     s16 next;           /* hash chain */
     s16 pnext;          /* chain of units in the same guest-physical page */
@@ -119,6 +114,26 @@ struct block {
     u32 stub[2];        /* TC offsets of its dispatch stubs (C:030): ret, other; or 0 */
     u32 serial;         /* which translation this is (the decoded-terminator cache) */
 };
+
+/* What each guest instruction of a unit became, ninsn + 1 entries (the
+ * last for the terminator, or for where the unit goes on), kept apart
+ * from struct block because most units are much shorter than MAXI:
+ * Linux's kernel averages about four instructions and 75 bytes of
+ * translation per unit.  Allocated in translation order, reset by a
+ * flush like the cache itself; the single-step unit has its own. */
+struct binsn {
+    u16 tend;           /* TC offset just past guest instruction i itself */
+    u16 istart;         /* TC offset where guest instruction i's own code starts */
+    u16 cend;           /* TC offset just after instruction i's truncation check */
+    u8 goff;            /* guest offset of instruction i; [ninsn]: the terminator or next */
+    u8 kind;            /* enum kind of instruction i (and of the terminator) */
+    u8 sv;              /* registers an inline sequence keeps in %gs (SV_*) */
+} __attribute__((packed));
+#define NBINSN (4 * MAXBLOCKS)
+static struct binsn binsn[NBINSN + MAXI + 1];   /* the last MAXI + 1: the single-step unit's */
+static u32 binsn_used;
+#define BI(b, i) binsn[(b)->mi + (i)]
+
 #define SV_EAX 1        /* EAX in tcdata.save_eax */
 #define SV_ECX 2        /* ECX in tcdata.save_ecx */
 #define SV_REG(r) (((r) + 1) << 4)      /* register r in save_eax */
@@ -305,6 +320,7 @@ bt_flush(const char *why)
     }
     tc_used = 16;
     tc16_used = 0;
+    binsn_used = 0;
     for (int i = 0; i <= MAXBLOCKS; i++)
         blocks[i].valid = 0;
     nblocks = 0;
@@ -911,19 +927,19 @@ emit_ident(struct block *b, int i, const u8 *bytes, struct insn *in, int code32)
 {
     u8 *base = cache_of(code32) + b->tc;
     int wrap = in->seg == SEG_GS || in->seg == SEG_CS;
-    b->kind[i] = wrap ? K_WRAP : K_IDENT;
+    BI(b, i).kind = wrap ? K_WRAP : K_IDENT;
     if (wrap) {
         emit_fs_gs(code32, 0, TCD(save_fs));
         emit_fs_gs(code32, 1, in->seg == SEG_GS ? TCD(sel_gs) : TCD(sel_cs));
     }
-    b->istart[i] = emit_p - base;
+    BI(b, i).istart = emit_p - base;
     for (int k = 0; k < in->len; k++) {
         u8 c = bytes[k];
         if (wrap && k < in->nprefix && (c == 0x65 || c == 0x2e))
             c = 0x64;
         emit1(c);
     }
-    b->tend[i] = emit_p - base;
+    BI(b, i).tend = emit_p - base;
     if (wrap)
         emit_fs_gs(code32, 1, TCD(save_fs));
 }
@@ -1022,9 +1038,9 @@ static void
 emit_inline(struct block *b, int i, int kind, struct insn *in, const u8 *bytes)
 {
     u8 *base = cache_of(b->code32) + b->tc;
-    b->kind[i] = kind;
-    b->sv[i] = 0;
-    b->istart[i] = emit_p - base;
+    BI(b, i).kind = kind;
+    BI(b, i).sv = 0;
+    BI(b, i).istart = emit_p - base;
     switch (kind) {
     case K_CLI:
         emit_store_gs_imm(TCD(vif), 0);
@@ -1049,10 +1065,10 @@ emit_inline(struct block *b, int i, int kind, struct insn *in, const u8 *bytes)
         emit1(0x04); emit1(0x7f);                       /* add $0x7f, %al: OF */
         emit1(0x9e);                                    /* sahf */
         emit_mov_from_gs(0, TCD(save_eax));
-        assert(emit_p - (base + b->istart[i]) == PUSHF_LEN);
+        assert(emit_p - (base + BI(b, i).istart) == PUSHF_LEN);
         break;
     case K_POPF: {
-        b->sv[i] = SV_EAX;
+        BI(b, i).sv = SV_EAX;
         emit_mov_to_gs(0, TCD(save_eax));
         emit1(0x8b); emit1(0x04); emit1(0x24);          /* mov (%esp), %eax: may fault */
         emit1(0x65); emit1(0x33); emit1(0x05); emit4(TCD(vflags));     /* xor */
@@ -1089,7 +1105,7 @@ emit_inline(struct block *b, int i, int kind, struct insn *in, const u8 *bytes)
                 used |= 1u << in->rm;
             while (used & (1u << scr))
                 scr++;
-            b->sv[i] = SV_REG(scr);
+            BI(b, i).sv = SV_REG(scr);
             emit_mov_to_gs(scr, TCD(save_eax));
             emit1(0x65); emit1(0x0f); emit1(0xb7); emit1(0x05 | (scr << 3)); emit4(TCD(sel[in->reg]));
             int opl = 1, m = in->nprefix + opl;
@@ -1109,7 +1125,7 @@ emit_inline(struct block *b, int i, int kind, struct insn *in, const u8 *bytes)
             emit_mov_from_gs(in->rm, TCD(cr[in->reg]));
             break;
         }
-        b->sv[i] = SV_ECX;
+        BI(b, i).sv = SV_ECX;
         emit_mov_to_gs(1, TCD(save_ecx));
         emit_mov_from_gs(1, TCD(ncr0));
         emit1(0x8d); emit1(0x0c);                       /* lea (base,index), %ecx */
@@ -1132,7 +1148,7 @@ emit_inline(struct block *b, int i, int kind, struct insn *in, const u8 *bytes)
         vcpu0.st.io_inline++;
         break;
     }
-    b->tend[i] = emit_p - base;
+    BI(b, i).tend = emit_p - base;
     vcpu0.st.inline_emitted++;
 }
 
@@ -1168,9 +1184,9 @@ static void
 emit_indirect(struct block *b, int i, int kind, struct insn *in, const u8 *bytes, u32 next)
 {
     u8 *base = cache_of(b->code32) + b->tc;
-    b->kind[i] = kind;
-    b->sv[i] = SV_ECX;
-    b->istart[i] = emit_p - base;
+    BI(b, i).kind = kind;
+    BI(b, i).sv = SV_ECX;
+    BI(b, i).istart = emit_p - base;
     emit_mov_to_gs(1, TCD(save_ecx));
     if (kind == K_RET) {
         emit1(0x59);                                    /* pop %ecx: may fault */
@@ -1196,7 +1212,7 @@ emit_indirect(struct block *b, int i, int kind, struct insn *in, const u8 *bytes
     emit1(0x65); emit1(0xff); emit1(0x24); emit1(0x8d);
     emit4(TCD(disp[b->ctx][kind == K_RET ? 0 : 1]));
     assert(emit_p - tail == DISPATCH_TAIL);
-    b->tend[i] = emit_p - base;
+    BI(b, i).tend = emit_p - base;
     vcpu0.st.indirect_emitted++;
 }
 
@@ -1626,7 +1642,7 @@ adapt_trap(struct vcpu *v, struct block *b, int i)
 {
     if (!opt_adapt || b == &blocks[STEP_BLOCK] || i >= b->ninsn || b->pa2 != ~0u)
         return;
-    gpa_t pa = b->pa + b->goff[i];
+    gpa_t pa = b->pa + BI(b, i).goff;
     if ((pa ^ b->pa) & PTE_FRAME)
         return;
     struct adapt *a = adapt_find(pa, 1);
@@ -1635,7 +1651,7 @@ adapt_trap(struct vcpu *v, struct block *b, int i)
     u8 bytes[16];
     int avail;
     struct insn in;
-    if (emulate_fetch(v, b->eip + b->goff[i], bytes, &avail) != OK) {
+    if (emulate_fetch(v, b->eip + BI(b, i).goff, bytes, &avail) != OK) {
         vfault.pending = 0;
         return;
     }
@@ -1645,7 +1661,7 @@ adapt_trap(struct vcpu *v, struct block *b, int i)
     a->clean = 0;
     v->st.adapted++;
     if (opt_log & LOG_TRANSLATE)
-        cprintf("translate: adapt the instruction at %08x (pa %08x) to a callout\n", b->eip + b->goff[i], pa);
+        cprintf("translate: adapt the instruction at %08x (pa %08x) to a callout\n", b->eip + BI(b, i).goff, pa);
     drop_unit(v, b);
 }
 
@@ -1723,6 +1739,7 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max, int ctx)
     b->ctx = ctx;
     b->code32 = code32;
     b->tc = code32 ? tc_used : tc16_used;
+    b->mi = b == &blocks[STEP_BLOCK] ? NBINSN : binsn_used;
     b->exit[0].site = b->exit[1].site = 0;
     b->in_head = -1;
     b->stub[0] = b->stub[1] = 0;
@@ -1761,16 +1778,16 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max, int ctx)
             break;                              /* would straddle a page */
         if (i == max)
             break;
-        b->goff[i] = geip - eip;
-        b->kind[i] = K_IDENT;
-        b->sv[i] = 0;
+        BI(b, i).goff = geip - eip;
+        BI(b, i).kind = K_IDENT;
+        BI(b, i).sv = 0;
         gpa_t ipa = pa + (geip - eip);
         int adapted = max > 1 && adapt_emulated(ipa) && adaptable(&in);
         int ik = adapted ? K_IDENT : is_ident(&in) ? K_IDENT : inline_kind(v, &in, code32);
         int xk = adapted || ik != K_IDENT || is_ident(&in) ? 0 : ind_kind(v, &in, code32, ctx);
         if (!adapted && (is_ident(&in) || ik != K_IDENT || xk)) {
             emit_check_for(v, b, i, &in, bytes, ipa);
-            b->cend[i] = emit_p - (base + b->tc);
+            BI(b, i).cend = emit_p - (base + b->tc);
             if (xk) {
                 /* An indirect branch ends the unit (C:030). */
                 emit_indirect(b, i, xk, &in, bytes, (geip + n) & mask);
@@ -1805,7 +1822,7 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max, int ctx)
              * (a fault there restarts the CALL). :*/
             u32 next = (geip + n) & mask, target = (next + in.imm) & mask;
             b->term = TERM_BRANCH;
-            b->cend[i] = emit_p - (base + b->tc);
+            BI(b, i).cend = emit_p - (base + b->tc);
             if (in.info->emu == E_CALL) {
                 if (code32)
                     emit_push_check(v);
@@ -1838,11 +1855,11 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max, int ctx)
     }
     b->ninsn = i;
     if (b->term != TERM_BRANCH && b->term != TERM_INDIRECT)
-        b->goff[i] = geip - eip;
+        BI(b, i).goff = geip - eip;
     if (b->term == TERM_EMULATE) {
-        b->cend[i] = b->istart[i] = emit_p - (base + b->tc);
+        BI(b, i).cend = BI(b, i).istart = emit_p - (base + b->tc);
         emit_callout(idx, term_rec, i);
-        b->tend[i] = emit_p - (base + b->tc);
+        BI(b, i).tend = emit_p - (base + b->tc);
     } else if (b->term == TERM_CONTINUE) {
         emit1(0xe9);
         emit_exit_jump(b, 0, geip);
@@ -1938,7 +1955,8 @@ lookup(struct vcpu *v)
         if (b->pa == pa && b->eip == v->eip && b->ctx == ctx)
             return b;
     }
-    if (nblocks >= MAXBLOCKS || tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE) {
+    if (nblocks >= MAXBLOCKS || binsn_used + MAXI + 1 > NBINSN ||
+        tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE) {
         bt_flush("full");
         ctx = ctx_of(v);
     }
@@ -1948,6 +1966,7 @@ lookup(struct vcpu *v)
     if (!b)
         return NULL;
     nblocks++;
+    binsn_used += b->ninsn + 1;
     b->next = hash[h];
     hash[h] = b - blocks;
     b->pnext = phash[(pa >> PGSHIFT) % NPHASH];
@@ -2199,12 +2218,12 @@ tc_to_guest(struct block *b, u32 off, int *ins)
 {
     int last = b->term == TERM_INDIRECT || b->term == TERM_EMULATE ? b->ninsn : b->ninsn - 1;
     for (int i = 0; i <= last; i++)
-        if (off < b->tend[i]) {
+        if (off < BI(b, i).tend) {
             *ins = i;
-            return b->goff[i];
+            return BI(b, i).goff;
         }
     *ins = b->ninsn;
-    return b->goff[b->ninsn];
+    return BI(b, b->ninsn).goff;
 }
 
 /* A fault at TC offset off inside instruction i's inline sequence: put
@@ -2212,14 +2231,14 @@ tc_to_guest(struct block *b, u32 off, int *ins)
 static void
 precise_regs(struct vcpu *v, struct block *b, int i, u32 off)
 {
-    if (!b->sv[i] || off < b->istart[i] + 7u)
+    if (!BI(b, i).sv || off < BI(b, i).istart + 7u)
         return;
-    if (b->sv[i] & SV_ECX)
+    if (BI(b, i).sv & SV_ECX)
         v->f.ecx = tcdata.save_ecx;
-    if (b->sv[i] & SV_EAX)
+    if (BI(b, i).sv & SV_EAX)
         v->f.eax = tcdata.save_eax;
-    if (b->sv[i] >> 4)
-        *gpr(v, (b->sv[i] >> 4) - 1) = tcdata.save_eax;
+    if (BI(b, i).sv >> 4)
+        *gpr(v, (BI(b, i).sv >> 4) - 1) = tcdata.save_eax;
 }
 
 /* The status flags and DF live in the hardware EFLAGS while translated
@@ -2267,12 +2286,12 @@ check_fired(struct vcpu *v, int code32)
         if (!b)
             return 0;
         u32 o = off - b->tc;
-        for (i = 0; i < b->ninsn && o >= b->tend[i]; i++)
+        for (i = 0; i < b->ninsn && o >= BI(b, i).tend; i++)
             ;
         if (i == b->ninsn && !(b->term == TERM_BRANCH && o < b->bcend) &&
-            !(b->term == TERM_INDIRECT && o < b->istart[i]))
+            !(b->term == TERM_INDIRECT && o < BI(b, i).istart))
             return 0;
-        if (i < b->ninsn && o >= b->istart[i])
+        if (i < b->ninsn && o >= BI(b, i).istart)
             return 0;                   /* the guest's own BOUND: its #BR */
         u8 *p = cache_of(code32) + off;
         u32 pair = p[3] | (p[4] << 8) | (p[5] << 16) | ((u32)p[6] << 24);
@@ -2283,7 +2302,7 @@ check_fired(struct vcpu *v, int code32)
         else
             guessed = 1;
     }
-    geip = (b->eip + b->goff[i]) & (code32 ? ~0u : 0xffff);
+    geip = (b->eip + BI(b, i).goff) & (code32 ? ~0u : 0xffff);
     v->st.checks_tripped++;
     u32 save_eip = v->eip;
     v->eip = geip;
@@ -2302,13 +2321,13 @@ check_fired(struct vcpu *v, int code32)
     }
     v->eip = save_eip;
     if (guessed && b != &blocks[STEP_BLOCK]) {
-        struct adapt *a = adapt_find(b->pa + b->goff[i], 1);
+        struct adapt *a = adapt_find(b->pa + BI(b, i).goff, 1);
         if (++a->hits >= 2)
             a->slow_check = 1;
         v->st.checks_reguessed++;
         drop_unit(v, b);
     }
-    u32 resume = i == b->ninsn && b->term == TERM_BRANCH ? b->bcend : b->cend[i];
+    u32 resume = i == b->ninsn && b->term == TERM_BRANCH ? b->bcend : BI(b, i).cend;
     f->eip = (code32 ? (u32)tc : 0) + b->tc + resume;
     return 1;
 }
@@ -2330,7 +2349,7 @@ relocated_check(struct vcpu *v, struct block *b)
         f->eip += 4;
         return 1;
     }
-    if (b->ninsn && off < b->istart[0]) {
+    if (b->ninsn && off < BI(b, 0).istart) {
         vm_stop(v, "relocated instruction at %08x made an access the monitor did not foresee", v->eip);
         return 0;
     }
@@ -2488,8 +2507,8 @@ run_block(struct vcpu *v, struct block *b, int step)
              * The instruction is done once EIP has passed it - or, for a
              * REP string instruction, has come back to it once more. */
             u32 off = (b->code32 ? f->eip - (u32)tc : f->eip) - b->tc;
-            if (off < b->istart[0] || (off == b->istart[0] && !at_insn)) {
-                at_insn = off == b->istart[0];
+            if (off < BI(b, 0).istart || (off == BI(b, 0).istart && !at_insn)) {
+                at_insn = off == BI(b, 0).istart;
                 ldr6(0);
                 continue;
             }
@@ -2617,7 +2636,7 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
         v->st.callout_exits++;
         switch (kind) {
         case R_EMULATE: {
-            v->eip = (b->eip + b->goff[b->ninsn]) & mask;
+            v->eip = (b->eip + BI(b, b->ninsn).goff) & mask;
             /* The terminator as decoded at translation, unless the unit
              * rewrote it meanwhile (NOT_EMULATED then: it is an ordinary
              * instruction now, translated next). */
@@ -2647,25 +2666,25 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
             /* STI or POPF set IF with a virtual interrupt waiting: the
              * main loop delivers it, after STI's one-instruction shadow. */
             f->ecx = tcdata.save_ecx;
-            v->eip = (b->eip + b->goff[i + 1]) & mask;
-            v->intr_shadow = b->kind[i] == K_STI;
+            v->eip = (b->eip + BI(b, i + 1).goff) & mask;
+            v->intr_shadow = BI(b, i).kind == K_STI;
             return 0;
         case R_POPF:
             f->eax = tcdata.save_eax;
-            v->eip = (b->eip + b->goff[i]) & mask;
+            v->eip = (b->eip + BI(b, i).goff) & mask;
             emulate_one(v);
             break;
         case R_CR:
             f->ecx = tcdata.save_ecx;
-            v->eip = (b->eip + b->goff[i]) & mask;
+            v->eip = (b->eip + BI(b, i).goff) & mask;
             emulate_one(v);
             break;
         case R_ADAPT: {
-            v->eip = (b->eip + b->goff[b->ninsn]) & mask;
+            v->eip = (b->eip + BI(b, b->ninsn).goff) & mask;
             int t = (b - blocks) % NTERM, special = 0, r2 = NOT_EMULATED;
             if (b->valid && term_cache[t].serial == b->serial)
                 r2 = emulate_data(v, &term_cache[t].in, &special);
-            struct adapt *a = adapt_find(b->pa + b->goff[b->ninsn], 0);
+            struct adapt *a = adapt_find(b->pa + BI(b, b->ninsn).goff, 0);
             if (r2 == NOT_EMULATED || !a) {
                 if (a)
                     a->emulate = 0;
@@ -2734,7 +2753,7 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
      * STI the next instruction is in its shadow: the main loop runs it
      * first.  (Had IF already been 1, that delays the interrupt by one
      * instruction, which no guest can tell.) */
-    if (ins > 0 && ins <= b->ninsn && off - b->tc == b->tend[ins - 1] && b->kind[ins - 1] == K_STI)
+    if (ins > 0 && ins <= b->ninsn && off - b->tc == BI(b, ins - 1).tend && BI(b, ins - 1).kind == K_STI)
         v->intr_shadow = 1;
     return 0;
 }
@@ -2753,14 +2772,14 @@ at_boundary(int code32, u32 eip)
     u32 o = off - b->tc;
     int last = b->term == TERM_INDIRECT || b->term == TERM_EMULATE ? b->ninsn : b->ninsn - 1;
     for (int i = 0; i <= last; i++)
-        if (o < b->tend[i])
-            return o == (i ? b->tend[i - 1] : 0u) || (b->kind[i] == K_IDENT && o == b->istart[i]);
+        if (o < BI(b, i).tend)
+            return o == (i ? BI(b, i - 1).tend : 0u) || (BI(b, i).kind == K_IDENT && o == BI(b, i).istart);
     if (b->term == TERM_BRANCH && b->exit[0].site) {
         /* The branch's own code (B:040), up to the first continuation
          * stub: only its start is a boundary - a CALL has pushed its
          * return address after it, and only the stubs say where the
          * branch went. */
-        u32 stubs = b->exit[0].stub - b->tc, start = b->ninsn ? b->tend[b->ninsn - 1] : 0u;
+        u32 stubs = b->exit[0].stub - b->tc, start = b->ninsn ? BI(b, b->ninsn - 1).tend : 0u;
         if (b->exit[1].site && b->exit[1].stub - b->tc < stubs)
             stubs = b->exit[1].stub - b->tc;
         if (o > start && o < stubs)
@@ -2850,7 +2869,7 @@ relocated_step(struct vcpu *v)
     rl.pending = 0;
     if (!b)
         return;
-    if (b->ninsn != 1 || (b->kind[0] != K_IDENT && b->kind[0] != K_WRAP)) {
+    if (b->ninsn != 1 || (BI(b, 0).kind != K_IDENT && BI(b, 0).kind != K_WRAP)) {
         /* Not an IDENT instruction: the emulator reaches any address
          * through the guest's own tables. */
         emulate_one(v);
@@ -2943,7 +2962,7 @@ bt_dump(int n)
             cprintf(" %02x", g[j]);
         cprintf("\ntcdump marks");
         for (int j = 0; j <= b->ninsn && j <= MAXI; j++)
-            cprintf(" %u:%u:%u", b->goff[j], b->cend[j], b->tend[j]);
+            cprintf(" %u:%u:%u", BI(b, j).goff, BI(b, j).cend, BI(b, j).tend);
         cprintf("\ntcdump tc");
         for (u32 j = 0; j < b->tclen; j++)
             cprintf(" %02x", tc[b->tc + j]);
