@@ -55,7 +55,7 @@
  * 64 contexts, 256 cross-page link targets.  Any of them full flushes
  * everything (bt_flush); no guest can make them grow. */
 #define MAXI      12            /* guest instructions per unit (AA §3.2) */
-#define TC_SIZE   (768 << 10)
+#define TC_SIZE   (896 << 10)
 #define TC16_SIZE 0x10000
 #define MAXBLOCKS 8192
 #define NHASH     8192
@@ -129,7 +129,7 @@ struct binsn {
     u8 kind;            /* enum kind of instruction i (and of the terminator) */
     u8 sv;              /* registers an inline sequence keeps in %gs (SV_*) */
 } __attribute__((packed));
-#define NBINSN (4 * MAXBLOCKS)
+#define NBINSN (6 * MAXBLOCKS)
 static struct binsn binsn[NBINSN + MAXI + 1];   /* the last MAXI + 1: the single-step unit's */
 static u32 binsn_used;
 #define BI(b, i) binsn[(b)->mi + (i)]

@@ -548,7 +548,7 @@ static void de_view_init(void);
  * Every guest page that a SP_PD or SP_PT shadows carries a TR_PT trace:
  * a guest write to a PDE or PTE zaps the shadow entries made from it,
  * and the next access refills them (the hidden fault). :*/
-#define POOL_PAGES 256
+#define POOL_PAGES 192
 static u32 pool[POOL_PAGES][1024] __attribute__((aligned(PGSIZE)));
 enum { SP_FREE = 0, SP_PD, SP_PT, SP_BIG };
 static struct spage {

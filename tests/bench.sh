@@ -68,3 +68,10 @@ for row in $rows; do
                    callouts / iters, blocks / iters, ref
         }' "$out/$b.native.com1" "$out/$tag.vmm.com1" "$out/$tag.vmm.com2"
 done
+
+# Debian's Linux: boot to /init and forkwait, natively and under the
+# monitor (tests/linux.sh bench; four boots, the longest part of make
+# bench).  LINUX_BENCH=0 leaves them out.
+if [ "${LINUX_BENCH:-1}" != 0 ]; then
+    sh tests/linux.sh bench | grep -v '^PASS \|^[0-9]* passed, [0-9]* failed$'
+fi

@@ -10,6 +10,7 @@
 #   tests/linux.sh both       native, then the monitor, then compare the
 #                             two transcripts' "linux: " lines
 #   tests/linux.sh test       as both, with one native boot (make test)
+#   tests/linux.sh bench      make bench's linux_boot and forkwait rows
 #   tests/linux.sh shell [vmm]  an interactive busybox shell on this
 #                             terminal (Ctrl-A X leaves QEMU)
 #
@@ -21,7 +22,8 @@
 # natively too, so that both guests have the same RAM; the monitor
 # itself runs in 256 and holds at most 240 for its guest),
 # LINUX_APPEND (more kernel options), LINUX_TIMEOUT (seconds for one native
-# boot, default 120; the monitor gets 5 times that), VMM_OPTS, QEMU_EXTRA.
+# boot, default 120), LINUX_VMM_TIMEOUT (for the boot under the monitor,
+# default 1500: it takes about 400 s here), VMM_OPTS, QEMU_EXTRA.
 cd "$(dirname "$0")/.." || exit 2
 . tests/qemu.sh
 lx=build/linux
@@ -189,6 +191,52 @@ plugin_args() {
     echo "-plugin $lx/qemu-count.so,split=0xc0000000,mark=0x$entry -d plugin -D $out/icount.count"
 }
 
+# bench: make bench's Linux rows.  Four boots under -icount with the
+# counting plugin: natively and under the monitor, each plain and with
+# forkwait=N (/init then forks N subshells that exit at once, and waits
+# for each).  Rows:
+#   bench linux_boot  instructions to /init's first, natively and under
+#                     the monitor, and their ratio
+#   bench forkwait    (instructions of the forkwait boot - of the plain
+#                     one) / N, natively and under the monitor
+# then the monitor's statistics for the plain boot.  Under the monitor
+# the plugin splits at the monitor's base, 0xffc00000: below it runs
+# only directly executed guest code (and the firmware), above it the
+# monitor and translated code - the direct-execution share.
+bench() {
+    fwn=${FORKWAIT:-1000}
+    gcc -shared -fPIC -O2 -o $lx/qemu-count.so scripts/qemu-count.c >"$out/plugin.log" 2>&1 ||
+        { bad "linux bench: the counting plugin does not build"; head -n 3 "$out/plugin.log"; finish; }
+    entry=$(od -An -t x4 -j 24 -N 4 $lx/busybox | tr -d ' ')
+    base_cmdline=$LINUX_CMDLINE
+    make -s build/vmm.elf >"$out/make.log" 2>&1 || { bad "linux bench: build/vmm.elf does not build"; finish; }
+    for fw in 0 "$fwn"; do
+        LINUX_CMDLINE=$base_cmdline
+        [ "$fw" != 0 ] && LINUX_CMDLINE="$base_cmdline forkwait=$fw"
+        rm -f "$out/bn$fw.count" "$out/bv$fw.count"
+        QEMU_EXTRA="-icount shift=0,sleep=off -rtc base=2025-01-01T00:00:00,clock=vm -plugin $lx/qemu-count.so,split=0xc0000000,mark=0x$entry -d plugin -D $out/bn$fw.count" \
+            run_linux_native "$out/bn$fw" "$tmo"
+        check "linux bench native forkwait=$fw" "$out/bn$fw" >/dev/null || bad "linux bench native forkwait=$fw"
+        QEMU_EXTRA="-icount shift=0,sleep=off -rtc base=2025-01-01T00:00:00,clock=vm -plugin $lx/qemu-count.so,split=0xffc00000,mark=0x$entry -d plugin -D $out/bv$fw.count" \
+            run_linux_vmm "$out/bv$fw" "${LINUX_VMM_TIMEOUT:-3000}"
+        check "linux bench under the monitor forkwait=$fw" "$out/bv$fw" >/dev/null || bad "linux bench under the monitor forkwait=$fw"
+    done
+    # count: total=T low=L high=H mark: total=t low=l high=h
+    field() { sed -n 's/[a-z]*=//g; s/count: //; s/mark: //p' "$1" 2>/dev/null | awk -v k="$2" '{ print $k }'; }
+    n0=$(field "$out/bn0.count" 4) v0=$(field "$out/bv0.count" 4)
+    nt0=$(field "$out/bn0.count" 1) nt1=$(field "$out/bn$fwn.count" 1)
+    vt0=$(field "$out/bv0.count" 1) vt1=$(field "$out/bv$fwn.count" 1)
+    vlow=$(field "$out/bv0.count" 2)
+    awk -v n="$n0" -v v="$v0" -v vl="$vlow" -v vt="$vt0" 'BEGIN {
+        if (n == "" || v == "") { print "bench linux_boot FAILED (see build/linux/test)"; exit }
+        printf "bench linux_boot        native=%d vmm=%d ratio=%.2f (instructions to /init; whole boot under the monitor: %.1f%% directly executed)\n", n, v, v / n, 100 * vl / vt }'
+    awk -v a="$nt0" -v b="$nt1" -v c="$vt0" -v d="$vt1" -v k="$fwn" 'BEGIN {
+        if (a == "" || b == "" || c == "" || d == "") { print "bench forkwait FAILED (see build/linux/test)"; exit }
+        printf "bench forkwait          native=%.0f vmm=%.0f ratio=%.2f (instructions per fork, exit and wait, %d of them)\n", (b - a) / k, (d - c) / k, (d - c) / (b - a), k }'
+    echo "# the monitor's statistics, plain boot (build/linux/test/bv0.com2):"
+    grep '^stat ' "$out/bv0.com2" | sed 's/^/#   /'
+}
+
 # N in billions.
 g() { awk -v n="$1" 'BEGIN { printf "%.2f billion", n / 1e9 }'; }
 
@@ -223,7 +271,7 @@ native() {
 
 vmm() {
     make -s build/vmm.elf >"$out/make.log" 2>&1 || { bad "linux vmm: build/vmm.elf does not build"; tail -n 10 "$out/make.log"; finish; }
-    run_linux_vmm "$out/vmm" $((tmo * 5))
+    run_linux_vmm "$out/vmm" "${LINUX_VMM_TIMEOUT:-1500}"
     check "linux under the monitor" "$out/vmm"
 }
 
@@ -263,7 +311,8 @@ test)
         bad "linux: the linux: lines differ natively and under the monitor"
         diff "$out/native.linux" "$out/vmm.linux" | sed 's/^/    /'
     fi ;;
+bench)  prepare >/dev/null; bench ;;
 shell)  prepare; shell "$2" ;;
-*)      echo "usage: $0 [native|vmm|both|test|shell [vmm]]" >&2; exit 2 ;;
+*)      echo "usage: $0 [native|vmm|both|test|bench|shell [vmm]]" >&2; exit 2 ;;
 esac
 finish
