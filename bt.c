@@ -61,6 +61,10 @@
 #define NHASH     8192
 #define NPHASH    1024          /* units by guest-physical page */
 #define TC_SLACK  2048          /* room one unit and its stubs can need, at most */
+/* The single-step unit's place: the last TC_SLACK bytes of each cache, so
+ * that the units and the dispatch stubs appended between them stay
+ * contiguous, as in_dispatch_stub expects. */
+#define TC_STEP(code32) ((code32) ? TC_SIZE - TC_SLACK : TC16_SIZE - TC_SLACK)
 #define NCTX      64
 #define NDCTX     8             /* contexts with dispatch tables of their own */
 #define NDISP     256
@@ -1260,7 +1264,7 @@ make_stub(struct block *b, int k)
 {
     if (b->stub[k])
         return b->stub[k];
-    if (tc_used + 64 > TC_SIZE)
+    if (tc_used + 64 > TC_STEP(1))
         return 0;
     emit_begin(tc + tc_used);
     u32 at = tc_used;
@@ -1738,8 +1742,9 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max, int ctx)
     b->eip = eip;
     b->ctx = ctx;
     b->code32 = code32;
-    b->tc = code32 ? tc_used : tc16_used;
-    b->mi = b == &blocks[STEP_BLOCK] ? NBINSN : binsn_used;
+    int step = b == &blocks[STEP_BLOCK];
+    b->tc = step ? TC_STEP(code32) : code32 ? tc_used : tc16_used;
+    b->mi = step ? NBINSN : binsn_used;
     b->exit[0].site = b->exit[1].site = 0;
     b->in_head = -1;
     b->stub[0] = b->stub[1] = 0;
@@ -1861,12 +1866,22 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max, int ctx)
         emit_callout(idx, term_rec, i);
         BI(b, i).tend = emit_p - (base + b->tc);
     } else if (b->term == TERM_CONTINUE) {
+        /* Record ninsn is where the unit goes on: no instruction of it
+         * is translated here, and none of it is in %gs.  (Left as it
+         * was, its sv was whatever an earlier unit had left there, and
+         * precise_regs put that unit's borrowed registers into the
+         * guest's when a host interrupt came at the continuation.) */
+        BI(b, i).kind = K_IDENT;
+        BI(b, i).sv = 0;
+        BI(b, i).cend = BI(b, i).istart = BI(b, i).tend = emit_p - (base + b->tc);
         emit1(0xe9);
         emit_exit_jump(b, 0, geip);
     }
     emit_stubs(b, idx);
     b->tclen = emit_p - (base + b->tc);
-    if (code32)
+    if (step)
+        ;                               /* in its own place: the units stay contiguous with their stubs */
+    else if (code32)
         tc_used = emit_p - tc;
     else
         tc16_used = emit_p - tc16;
@@ -1956,7 +1971,7 @@ lookup(struct vcpu *v)
             return b;
     }
     if (nblocks >= MAXBLOCKS || binsn_used + MAXI + 1 > NBINSN ||
-        tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE) {
+        tc_used + TC_SLACK > TC_STEP(1) || tc16_used + TC_SLACK > TC_STEP(0)) {
         bt_flush("full");
         ctx = ctx_of(v);
     }
@@ -2723,8 +2738,12 @@ exit_block(struct vcpu *v, struct block *entered, int *fill)
         if (b->exit[x].site && off >= b->exit[x].stub && off < b->exit[x].stub + 6)
             v->eip = b->exit[x].target;
     }
-    if (trap == T_TRACED)
-        return still_kernel(v);         /* the unit's code changed: retranslate from v->eip */
+    if (trap == T_TRACED) {
+        /* The unit's code changed: retranslate from v->eip, with the
+         * registers an inline sequence borrowed put back first. */
+        precise_regs(v, b, ins, off - b->tc);
+        return still_kernel(v);
+    }
     if (trap == T_RELOC) {
         v->eip = rl.geip;               /* the next step runs it relocated */
         return 0;
@@ -2800,7 +2819,7 @@ translate_step(struct vcpu *v)
         return NULL;
     }
     int ctx = ctx_of(v);
-    if (tc_used + TC_SLACK > TC_SIZE || tc16_used + TC_SLACK > TC16_SIZE) {
+    if (tc_used + TC_SLACK > TC_STEP(1) || tc16_used + TC_SLACK > TC_STEP(0)) {
         bt_flush("full");
         ctx = ctx_of(v);
     }

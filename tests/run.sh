@@ -87,8 +87,8 @@ fi
 # VMM_NO_LINUX=1 leaves it out (a quick run while working on something).
 if [ -z "$VMM_NO_LINUX" ]; then
     rm -f build/test-linux.log build/test-linux.rc
-    sh -c 'sh tests/linux.sh test >build/test-linux.log 2>&1; echo $? >build/test-linux.rc' \
-        </dev/null >/dev/null 2>&1 &
+    sh -c '(sh tests/linux.sh test >build/test-linux.log 2>&1; echo $? >build/test-linux.rc) &' \
+        </dev/null >/dev/null 2>&1
 fi
 
 # 2. Equivalence: each guest natively and under the monitor, side by side.
