@@ -204,7 +204,7 @@ plugin_args() {
 # only directly executed guest code (and the firmware), above it the
 # monitor and translated code - the direct-execution share.
 bench() {
-    fwn=${FORKWAIT:-1000}
+    fwn=${FORKWAIT:-2000}
     gcc -shared -fPIC -O2 -o $lx/qemu-count.so scripts/qemu-count.c >"$out/plugin.log" 2>&1 ||
         { bad "linux bench: the counting plugin does not build"; head -n 3 "$out/plugin.log"; finish; }
     entry=$(od -An -t x4 -j 24 -N 4 $lx/busybox | tr -d ' ')
