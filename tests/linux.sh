@@ -229,7 +229,7 @@ bench() {
     vlow=$(field "$out/bv0.count" 2)
     awk -v n="$n0" -v v="$v0" -v vl="$vlow" -v vt="$vt0" 'BEGIN {
         if (n == "" || v == "") { print "bench linux_boot FAILED (see build/linux/test)"; exit }
-        printf "bench linux_boot        native=%d vmm=%d ratio=%.2f (instructions to /init; whole boot under the monitor: %.1f%% directly executed)\n", n, v, v / n, 100 * vl / vt }'
+        printf "bench linux_boot        native=%.0f vmm=%.0f ratio=%.2f (instructions to /init; whole boot under the monitor: %.1f%% directly executed)\n", n, v, v / n, 100 * vl / vt }'
     awk -v a="$nt0" -v b="$nt1" -v c="$vt0" -v d="$vt1" -v k="$fwn" 'BEGIN {
         if (a == "" || b == "" || c == "" || d == "") { print "bench forkwait FAILED (see build/linux/test)"; exit }
         printf "bench forkwait          native=%.0f vmm=%.0f ratio=%.2f (instructions per fork, exit and wait, %d of them)\n", (b - a) / k, (d - c) / k, (d - c) / (b - a), k }'
