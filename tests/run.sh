@@ -194,6 +194,28 @@ run_vmm "$out/truncated" 30 "$out/truncated.elf"
 expect_bad truncated 229 "lies outside"
 GUEST_MEM=100000 run_vmm "$out/hugemem" 30 build/guests/hello.elf
 expect_bad hugemem 229 "mem=100000 MiB"
+# Linux images with bad setup headers (the boot protocol's fields at
+# 0x1f1..: setup_sects, the jump at 0x200 whose offset gives the header's
+# length, "HdrS", the version, loadflags), made here byte by byte.
+# mkbz FILE SIZE SETUP_SECTS VERSION LOADFLAGS
+mkbz() {
+    head -c "$2" /dev/zero >"$1"
+    put() { printf "$2" | dd of="$1" bs=1 seek="$3" conv=notrunc 2>/dev/null; }
+    put "$1" "\\$(printf %o "$3")" $((0x1f1))
+    put "$1" '\125\252' $((0x1fe))
+    put "$1" '\353\146HdrS' $((0x200))
+    put "$1" "\\$(printf %o $(($4 & 0xff)))\\$(printf %o $(($4 >> 8)))" $((0x206))
+    put "$1" "\\$(printf %o "$5")" $((0x211))
+}
+mkbz "$out/bzold.img" 8192 4 $((0x0202)) 1
+run_vmm "$out/bzold" 30 "$out/bzold.img"
+expect_bad bzold 229 "boot protocol 2.02; this loader needs 2.04"
+mkbz "$out/zimage.img" 8192 4 $((0x020f)) 0
+run_vmm "$out/zimage" 30 "$out/zimage.img"
+expect_bad zimage 229 "a zImage (loaded low)"
+mkbz "$out/bzshort.img" 8192 60 $((0x020f)) 1
+run_vmm "$out/bzshort" 30 "$out/bzshort.img"
+expect_bad bzshort 229 "60 setup sectors, but the file has 8192 bytes"
 
 # 4. Linux: wait for it (its own timeouts end it), then count its lines.
 if [ -z "$VMM_NO_LINUX" ]; then
