@@ -122,7 +122,7 @@ struct block {
 /* What each guest instruction of a unit became, ninsn + 1 entries (the
  * last for the terminator, or for where the unit goes on), kept apart
  * from struct block because most units are much shorter than MAXI:
- * Linux's kernel averages about four instructions and 75 bytes of
+ * Linux's kernel averages under six records and about 75 bytes of
  * translation per unit.  Allocated in translation order, reset by a
  * flush like the cache itself; the single-step unit has its own. */
 struct binsn {
@@ -1761,6 +1761,9 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max, int ctx)
         u8 bytes[16];
         int avail;
         u32 la = cs_base + geip;
+        /* Record i starts clean: whichever way the unit ends, it holds
+         * nothing an earlier unit left there (precise_regs trusts sv). */
+        memset(&BI(b, i), 0, sizeof(struct binsn));
         if (emulate_fetch(v, geip, bytes, &avail) != OK) {
             if (i == 0)
                 return NULL;
@@ -1867,24 +1870,21 @@ translate(struct vcpu *v, gpa_t pa, struct block *b, int max, int ctx)
         BI(b, i).tend = emit_p - (base + b->tc);
     } else if (b->term == TERM_CONTINUE) {
         /* Record ninsn is where the unit goes on: no instruction of it
-         * is translated here, and none of it is in %gs.  (Left as it
-         * was, its sv was whatever an earlier unit had left there, and
-         * precise_regs put that unit's borrowed registers into the
-         * guest's when a host interrupt came at the continuation.) */
-        BI(b, i).kind = K_IDENT;
-        BI(b, i).sv = 0;
+         * is translated here (its sv, 0, matters: once it was left as an
+         * earlier unit had it, and precise_regs put that unit's borrowed
+         * registers into the guest's at a host interrupt here). */
         BI(b, i).cend = BI(b, i).istart = BI(b, i).tend = emit_p - (base + b->tc);
         emit1(0xe9);
         emit_exit_jump(b, 0, geip);
     }
     emit_stubs(b, idx);
     b->tclen = emit_p - (base + b->tc);
-    if (step)
-        ;                               /* in its own place: the units stay contiguous with their stubs */
-    else if (code32)
-        tc_used = emit_p - tc;
-    else
-        tc16_used = emit_p - tc16;
+    if (!step) {                        /* (the step unit has its own place: TC_STEP) */
+        if (code32)
+            tc_used = emit_p - tc;
+        else
+            tc16_used = emit_p - tc16;
+    }
     b->glen = glen;
     b->valid = 1;
     b->pa2 = ~0u;
