@@ -245,6 +245,16 @@ emit_cancel(void)
 static u32 tc_used, tc16_used;
 static struct block blocks[MAXBLOCKS + 1];     /* the last one: single-step scratch */
 static int nblocks;
+
+/* Units and cache bytes in use, for the statistics (vmm_stats). */
+void
+bt_usage(u32 u[4])
+{
+    u[0] = nblocks;
+    u[1] = MAXBLOCKS;
+    u[2] = tc_used;
+    u[3] = TC_SIZE;
+}
 static s16 hash[NHASH];
 static s16 phash[NPHASH];
 static int nstraddle;           /* valid units (not the step unit) with a pa2 */

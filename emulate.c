@@ -706,6 +706,10 @@ emulate_interrupt(struct vcpu *v, int vec, int soft, int has_err, u32 err, u32 r
     int dpl = SEG_DPL(attr), conforming = (attr & STA_C) != 0;
     int size = gate32 ? 4 : 2;
     u32 words[10];
+    /* The handler's EIP inside its CS's limit (SDM Vol. 2A, INT n,
+     * #GP(EXT)); checked here, before either stack is touched. */
+    if ((gate32 ? gate_offset(g) : gate_offset(g) & 0xffff) > desc_limit(cd))
+        return raise_gp(v, ext);
     int n = 0;
     u32 eflags = v->eflags;
 
@@ -891,6 +895,8 @@ through_call_gate(struct vcpu *v, struct desc g, int call, u32 next)
         return raise_gp(v, csel & ~3u);
     if (!(attr & SEG_P))
         return raise_fault(v, T_NP, csel & ~3u);
+    if (off > desc_limit(cd))                   /* SDM Vol. 2A, CALL: #GP(0) */
+        return raise_gp(v, 0);
     if (call && !conforming && dpl < v->cpl) {
         u32 nss, nesp;
         struct desc sd;
@@ -966,6 +972,12 @@ far_transfer1(struct vcpu *v, struct insn *in, u16 sel, u32 off, int call, u32 n
         return task_switch(v, sel, cd, call ? TS_CALL : TS_JMP, next);
     if (r != OK)
         return r;
+    /* The new EIP must lie inside the new CS's limit (SDM Vol. 2A, JMP
+     * and CALL: #GP(0)).  The check is the CPU's, not QEMU's choice: QEMU
+     * checks it on JMP with the same error code, on CALL with the
+     * selector as error code. */
+    if (ip_mask(in, off) > desc_limit(cd))
+        return raise_gp(v, 0);
     u32 save = v->f.esp;
     if (call && (stack_push(v, v->seg[SEG_CS].sel, size) != OK || stack_push(v, next, size) != OK)) {
         v->f.esp = save;
@@ -1013,6 +1025,8 @@ far_return(struct vcpu *v, u16 cs, u32 eip, u32 skip, int size, u32 imm)
     if (!(attr & SEG_P))
         return raise_fault(v, T_NP, cs & ~3u);
     if (rpl == v->cpl) {
+        if (eip > desc_limit(cd))               /* SDM Vol. 2A, RET and IRET: #GP(0) */
+            return raise_gp(v, 0);
         if (segtrack_load_cs(v, cs, cd, rpl) != OK)
             return FAULT;
         stack_drop(v, skip + imm);
@@ -1035,10 +1049,18 @@ far_return(struct vcpu *v, u16 cs, u32 eip, u32 skip, int size, u32 imm)
         return raise_gp(v, nss & ~3u);
     if (!(sattr & SEG_P))
         return raise_fault(v, T_SS, nss & ~3u);
+    if (eip > desc_limit(cd))
+        return raise_gp(v, 0);
     if (segtrack_load_cs(v, cs, cd, rpl) != OK || segtrack_set_accessed_far(v, nss) != OK)
         return FAULT;
     segtrack_set(v, SEG_SS, nss, sd, SM_PROT);
-    v->f.esp = size == 2 ? (v->f.esp & ~0xffffu) | (nesp & 0xffff) : nesp;
+    /* The popped ESP (16 bits, zero-extended, from a 16-bit frame) goes
+     * into ESP as the new SS's size says: all of it for a 32-bit stack,
+     * SP alone for a 16-bit one, whose upper half keeps the inner level's
+     * bits (the leak Linux's "espfix" hides). */
+    if (size == 2)
+        nesp &= 0xffff;
+    v->f.esp = (sattr & SEG_DB) ? nesp : (v->f.esp & ~0xffffu) | (nesp & 0xffff);
     if (imm)
         sp_set(v, sp_get(v) + imm);
     v->eip = eip;

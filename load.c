@@ -94,6 +94,7 @@ load_elf(hpa_t img, u32 size)
         bad_image("program headers (%u at offset %x) lie outside the %u-byte file",
                   eh.phnum, eh.phoff, size);
     int loaded = 0;
+    struct { u32 at, end; int i; } seen[16];   /* segments loaded so far */
     for (int i = 0; i < eh.phnum; i++) {
         struct elf_phdr ph;
         hpa_read(img + eh.phoff + i * sizeof ph, &ph, sizeof ph);
@@ -102,7 +103,17 @@ load_elf(hpa_t img, u32 size)
         if (ph.filesz > ph.memsz || ph.offset > size || ph.filesz > size - ph.offset)
             bad_image("segment %d (offset %x, %x bytes) lies outside the %u-byte file",
                       i, ph.offset, ph.filesz, size);
+        if (ph.paddr + ph.memsz < ph.paddr)
+            bad_image("segment %d (%x+%x) wraps past 4 GiB", i, ph.paddr, ph.memsz);
+        /* Two segments over the same memory: which one wins is no
+         * loader's to decide (QEMU refuses such a file too). */
+        for (int k = 0; k < loaded && k < 16; k++)
+            if (ph.paddr < seen[k].end && seen[k].at < ph.paddr + ph.memsz)
+                bad_image("segments %d and %d overlap at guest-physical %x", seen[k].i, i,
+                          ph.paddr > seen[k].at ? ph.paddr : seen[k].at);
         load_segment(img + ph.offset, ph.filesz, ph.paddr, ph.memsz);
+        if (loaded < 16)
+            seen[loaded].at = ph.paddr, seen[loaded].end = ph.paddr + ph.memsz, seen[loaded].i = i;
         loaded++;
     }
     if (!loaded)
@@ -432,7 +443,7 @@ load_guest(struct vcpu *v, struct mb_info *mbi)
     ram_size = opt_mem_mb << 20;
     u32 host_end = 0x100000 + mbi->mem_upper * 1024;
     if (opt_mem_mb < 2 || opt_mem_mb > MAX_GUEST_MB || ram_base + ram_size > host_end || ram_base + ram_size < ram_base)
-        bad_image("mem=%u MiB: between 2 and %u MiB fit (at most %u, and this host's memory)",
+        bad_option("mem=%u MiB: between 2 and %u MiB fit (at most %u, and this host's memory)",
                   opt_mem_mb, host_end > ram_base ? (host_end - ram_base) >> 20 : 0, MAX_GUEST_MB);
     cprintf("vmm: guest RAM %u MiB at host-physical %x\n", opt_mem_mb, ram_base);
 
@@ -471,6 +482,23 @@ load_guest(struct vcpu *v, struct mb_info *mbi)
         u8 magic[4];
         hpa_read(img, magic, 4);
         if (!memcmp(magic, "\177ELF", 4)) {
+            /* Linux links its kernel where it is not loaded (virtual
+             * PAGE_OFFSET + physical); a file whose first segment is
+             * linked where it loads is no Linux kernel, and without a
+             * Multiboot header no kernel this loader knows. */
+            struct elf_hdr eh;
+            struct elf_phdr ph;
+            hpa_read(img, &eh, sizeof eh);
+            for (u32 i = 0; size >= sizeof eh && i < eh.phnum && eh.phoff < size &&
+                            (size - eh.phoff) / sizeof ph > i; i++) {
+                hpa_read(img + eh.phoff + i * sizeof ph, &ph, sizeof ph);
+                if (ph.type != PT_LOAD)
+                    continue;
+                if (ph.vaddr == ph.paddr)
+                    bad_image("\"%s\": no Multiboot header in its first 8 KiB, and an ELF linked where "
+                              "it loads (%x) is not a Linux kernel either", name, ph.paddr);
+                break;
+            }
             load_elf(img, size);
             u32 entry = elf_entry_phys(img), initrd_size;
             gpa_t initrd = linux_initrd(mods, nmods, 0x37ffffff, &initrd_size);
@@ -483,8 +511,13 @@ load_guest(struct vcpu *v, struct mb_info *mbi)
     }
     if (!found)
         bad_image("\"%s\": no Multiboot header in its first 8 KiB", name);
-    if (h.flags & 0x0000fff8)
-        bad_image("\"%s\": Multiboot header asks for features %x this loader lacks", name, h.flags & 0xfff8);
+    /* Bits 0-15 are requirements (Multiboot spec §3.1.2): a loader that
+     * cannot meet one must refuse.  Page alignment (0) and the memory
+     * fields (1) are met; a video mode (2) is not, there being no
+     * display, nor anything in bits 3-15. */
+    if (h.flags & 0x0000fffc)
+        bad_image("\"%s\": Multiboot header asks for features %x this loader lacks (bit 2: a video mode)",
+                  name, h.flags & 0xfffc);
     u32 entry = (h.flags & MB_HDR_AOUT_KLUDGE) ? load_aout(img, size, hoff, &h) : load_elf(img, size);
 
     /* Further modules go to guest RAM after the image, page aligned, as

@@ -374,7 +374,12 @@ walk(struct vcpu *v, gva_t la, int acc, struct walk *w)
     if (!(pde & PTE_P))
         return raise_pf(v, la, err);
     if ((pde & PTE_PS) && (v->cr4 & CR4_PSE)) {
-        /* A 4 MiB page: the PDE alone decides, and holds A and D. */
+        /* A 4 MiB page: the PDE alone decides, and holds A and D.  Bits
+         * 13-21 are reserved on a CPU without PSE-36, as the guest's is
+         * (SDM Vol. 3A §4.3, Table 4-4; §4.7: the fault has P and RSVD
+         * set.  QEMU 7.2 leaves P clear.) */
+        if (pde & 0x003fe000)
+            return raise_pf(v, la, err | PFE_P | PFE_RSVD);
         int may_write = user ? (pde & PTE_W) : ((pde & PTE_W) || !(v->cr0 & CR0_WP));
         if ((user && !(pde & PTE_U)) || (write && !may_write))
             return raise_pf(v, la, err | PFE_P);
@@ -586,8 +591,8 @@ static struct rnode {
     u32 *spte;
     u16 next;
 } rnodes[RMAP_NODES];
-static u16 rhead[MAX_GUEST_MB * 256];
 static int nrnodes;
+static u16 rhead[MAX_GUEST_MB * 256];
 
 static void
 rmap_reset(void)
@@ -906,4 +911,16 @@ mmu_page_fault(struct vcpu *v, u32 la, u32 hwerr)
         return trace_begin_write(v, w.pa, spte, la) ? PF_TRACED : PF_HIDDEN;
     v->st.hidden_pf++;
     return PF_HIDDEN;
+}
+
+/* What is in use of the fixed pools, for the statistics (a long run's
+ * report shows none of them growing without bound): shadow pages and
+ * reverse-map nodes. */
+void
+mmu_usage(u32 u[4])
+{
+    u[0] = POOL_PAGES - nsp_free;
+    u[1] = POOL_PAGES;
+    u[2] = nrnodes;
+    u[3] = RMAP_NODES;
 }

@@ -96,6 +96,16 @@ trace_add(struct vcpu *v, gpa_t pa, int owner)
     owners[fn] |= owner;
 }
 
+/* How many guest frames carry a trace now (the statistics). */
+u32
+trace_usage(void)
+{
+    u32 n = 0;
+    for (u32 fn = 0; fn < MAX_FRAMES; fn++)
+        n += owners[fn] != 0;
+    return n;
+}
+
 void
 trace_remove(gpa_t pa, int owner)
 {

@@ -626,6 +626,11 @@ vmm_stats(struct vcpu *v)
             s->de_entries, s->bt_entries, s->to_direct, s->to_bt);
     cprintf("stat translations blocks=%u flushes=%u invalidated=%u chained=%u callout_exits=%u\n",
             s->blocks, s->tc_flushes, s->tc_invalidated, s->chained, s->callout_exits);
+    u32 bu[4], mu[4];
+    bt_usage(bu);
+    mmu_usage(mu);
+    cprintf("stat resources units=%u/%u cache_bytes=%u/%u shadow_pages=%u/%u rmap=%u/%u traced_frames=%u\n",
+            bu[0], bu[1], bu[2], bu[3], mu[0], mu[1], mu[2], mu[3], trace_usage());
     cprintf("stat traces added=%u hits=%u code=%u pt=%u desc=%u cmap=%u\n", s->traces_added, s->trace_hits,
             s->trace_by_owner[0], s->trace_by_owner[1], s->trace_by_owner[2], s->trace_by_owner[3]);
     cprintf("stat pagefaults hidden=%u true=%u shadow_flushes=%u\n",
@@ -665,18 +670,49 @@ vmm_stats(struct vcpu *v)
 
 static u32 opt_stats_every, next_stats;     /* statsevery=S */
 
+/* A monitor option that makes no sense: one line, and its own status,
+ * before anything of the guest is loaded. */
+void
+bad_option(const char *fmt, ...)
+{
+    __builtin_va_list ap;
+    cprintf("vmm: bad option: ");
+    __builtin_va_start(ap, fmt);
+    vcprintf(fmt, ap);
+    __builtin_va_end(ap);
+    cprintf("\n");
+    vmm_exit(EXIT_BADARGS);
+}
+
+/* The decimal number an option's value starts with; anything else there
+ * (an empty value, a letter, more than 9 digits) is a bad option. */
+static u32
+option_number(const char *c, const char *name)
+{
+    u32 n = 0;
+    int digits = 0;
+    for (; *c >= '0' && *c <= '9'; c++, digits++)
+        n = n * 10 + (*c - '0');
+    if (!digits || digits > 9 || (*c && *c != ' '))
+        bad_option("%s wants a number", name);
+    return n;
+}
+
 static void
 parse_cmdline(const char *c)
 {
-    /* Options: mem=MiB, log=decide,translate,fault,callout */
+    /* Options: mem=MiB, log=decide,translate,fault,callout.  The first
+     * word is the monitor's own file name, as every Multiboot loader
+     * gives it. */
+    while (c && *c && *c != ' ')
+        c++;
     while (c && *c) {
         while (*c == ' ')
             c++;
+        if (!*c)
+            break;
         if (!memcmp(c, "mem=", 4)) {
-            u32 n = 0;
-            for (c += 4; *c >= '0' && *c <= '9'; c++)
-                n = n * 10 + (*c - '0');
-            opt_mem_mb = n;
+            opt_mem_mb = option_number(c + 4, "mem=");
         } else if (!memcmp(c, "boot=", 5)) {
             opt_boot = !memcmp(c + 5, "sector", 6) ? BOOT_SECTOR : !memcmp(c + 5, "rom", 3) ? BOOT_ROM :
                        !memcmp(c + 5, "multiboot", 9) ? BOOT_MULTIBOOT : BOOT_AUTO;
@@ -720,6 +756,16 @@ parse_cmdline(const char *c)
                 if (*c == ',')
                     c++;
             }
+        } else {
+            char word[32];
+            int n = 0;
+            while (c[n] && c[n] != ' ' && n < (int)sizeof word - 1) {
+                word[n] = c[n];
+                n++;
+            }
+            word[n] = 0;
+            bad_option("\"%s\" is not an option (mem= boot= chain= inline= adapt= direct= "
+                       "tcdump= hostirq= statsevery= checks= ring= log=)", word);
         }
         while (*c && *c != ' ')
             c++;

@@ -207,10 +207,12 @@ extern const char *why_names[WHY_COUNT];
 #define EXIT_STOP     0x70      /* vm_stop: the guest did something we don't support */
 #define EXIT_TRIPLE   0x71      /* the guest triple-faulted: reset, as bare QEMU does */
 #define EXIT_RESET    0x75      /* the guest reset the machine: reset (vm_reset) */
+#define EXIT_BADARGS  0x76      /* the monitor's own command line makes no sense */
 #define EXIT_BADIMAGE 0x72      /* no guest, or a malformed one */
 #define EXIT_PANIC    0x73      /* the monitor is wrong */
 #define EXIT_HALT     0x74      /* hlt with nothing that could ever wake it */
 void vmm_exit(int status);
+void bad_option(const char *fmt, ...);
 void vmm_stats(struct vcpu *v);
 void vmm_integrity(void);
 void *vmm_idt_addr(void);
@@ -252,6 +254,7 @@ unsigned strlen(const char *s);
 extern hpa_t ram_base;          /* host-physical start of guest RAM */
 extern u32 ram_size;            /* bytes */
 void mmu_init(void);
+void mmu_usage(u32 u[4]);
 void *hpa_map(hpa_t pa, int slot);
 #define SLOT_TC    0    /* bt.c: the writable view of the translation cache */
 #define SLOT_COPY  1
@@ -332,6 +335,7 @@ u32 shadow_integrity(u32 h);
 #define TR_CMAP 0x8             /* owner: the guest's mappings of translated code (mmu.c) */
 typedef void (*trace_fn)(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new);
 void trace_init(void);
+u32 trace_usage(void);
 void trace_register(int owner, trace_fn fn);
 int trace_is_traced(gpa_t pa);
 int trace_owners(gpa_t pa);
@@ -380,6 +384,7 @@ void bt_flush(const char *why);
 int bt_window_pending(void);
 void bt_window_fault(struct vcpu *v, u32 la);
 void bt_dump(int n);
+void bt_usage(u32 u[4]);
 
 /* ---- dev.c: virtual devices ---- */
 void dev_init(void);

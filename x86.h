@@ -82,6 +82,7 @@
 #define PFE_P 0x1   /* 0: not present; 1: protection violation */
 #define PFE_W 0x2   /* the access was a write */
 #define PFE_U 0x4   /* the access was made at CPL 3 */
+#define PFE_RSVD 0x8 /* a reserved bit was set in an entry (always with P) */
 
 /* Exception vectors: SDM Vol. 3A §6.3.1 (External Interrupts... Table 6-1, Protected-Mode Exceptions and Interrupts). */
 #define T_DE   0

@@ -4,6 +4,10 @@
 #
 # Usage: tests/fuzz.sh [SEED [COUNT [GUEST ARGS...]]]   (defaults 1, 100000)
 #   e.g. tests/fuzz.sh 7 20000 paging      VMM_OPTS="ring=3" tests/fuzz.sh
+# FUZZ_GUEST=descfuzz or ptfuzz runs the descriptor-table or page-table
+# fuzzer instead (guests/descfuzz.c, guests/ptfuzz.c): one line per
+# operation or round, the same comparison and the same rerun of the
+# first that differs, with `verbose`.
 #
 # Both runs print one line per sequence: "INDEX DIGEST [kV[:E]] [uV[:E]]"
 # (digest of both runs, ring 0 and ring 3; kV/uV a fault at ring 0/3 with
@@ -19,7 +23,8 @@ cd "$(dirname "$0")/.." || exit 2
 seed=${1:-1}
 count=${2:-100000}
 [ $# -gt 2 ] && shift 2 || set --
-out=build/fuzz
+g=${FUZZ_GUEST:-fuzz}
+out=build/$g
 mkdir -p "$out"
 
 # Timeouts: generous multiples of what the runs take (about 0.1 ms a
@@ -27,23 +32,32 @@ mkdir -p "$out"
 tn=$((60 + count / 1000))
 tv=$((120 + count / 100))
 
+# What one line of each fuzzer stands for.
+what() {
+    case $g in
+    descfuzz) echo "operations" ;;
+    ptfuzz)   echo "rounds of 8 steps" ;;
+    *)        echo "sequences" ;;
+    esac
+}
+
 t0=$(date +%s)
-run_native "$out/native" "$tn" build/guests/fuzz.elf seed="$seed" count="$count" "$@"
+run_native "$out/native" "$tn" build/guests/$g.elf seed="$seed" count="$count" "$@"
 t1=$(date +%s)
-run_vmm "$out/vmm" "$tv" build/guests/fuzz.elf seed="$seed" count="$count" "$@"
+run_vmm "$out/vmm" "$tv" build/guests/$g.elf seed="$seed" count="$count" "$@"
 t2=$(date +%s)
 ns=$(cat "$out/native.status") vs=$(cat "$out/vmm.status")
-echo "fuzz: seed=$seed count=$count $*: native ${ns:+status $ns} in $((t1 - t0)) s, monitor status $vs in $((t2 - t1)) s"
-grep -a "^fuzz: .*sequences" "$out/native.com1" | sed 's/^/  native:  /'
-grep -a "^fuzz: .*sequences" "$out/vmm.com1" | sed 's/^/  monitor: /'
+echo "$g: seed=$seed count=$count $*: native ${ns:+status $ns} in $((t1 - t0)) s, monitor status $vs in $((t2 - t1)) s"
+grep -a "^$g: [0-9]" "$out/native.com1" | sed 's/^/  native:  /'
+grep -a "^$g: [0-9]" "$out/vmm.com1" | sed 's/^/  monitor: /'
 grep -a "^stat \(entries\|translations\|traces\|reflected\|pagefaults\|checks\)" "$out/vmm.com2" | sed 's/^/  /'
 
 if [ ! -s "$out/native.com1" ] || [ "$ns" = 124 ]; then
-    echo "FAIL fuzz: no output or timeout on bare QEMU (status $ns)"
+    echo "FAIL $g: no output or timeout on bare QEMU (status $ns)"
     exit 1
 fi
 if cmp -s "$out/native.com1" "$out/vmm.com1" && [ "$ns" = "$vs" ]; then
-    echo "PASS fuzz (seed $seed, $count sequences, status $ns)"
+    echo "PASS $g (seed $seed, $count $(what), status $ns)"
     exit 0
 fi
 
@@ -64,12 +78,12 @@ grep -a "^$first " "$out/native.com1" | sed 's/^/  native:  /'
 grep -a "^$first " "$out/vmm.com1" | sed 's/^/  monitor: /'
 
 # The first one again, in full, on both sides.
-run_native "$out/one.native" 60 build/guests/fuzz.elf seed="$seed" first="$first" count=1 verbose "$@"
-run_vmm "$out/one.vmm" 120 build/guests/fuzz.elf seed="$seed" first="$first" count=1 verbose "$@"
+run_native "$out/one.native" 60 build/guests/$g.elf seed="$seed" first="$first" count=1 verbose "$@"
+run_vmm "$out/one.vmm" 120 build/guests/$g.elf seed="$seed" first="$first" count=1 verbose "$@"
 echo "  --- bare QEMU, sequence $first"
-grep -a -v '^fuzz:' "$out/one.native.com1" | sed 's/^/  /'
+grep -a -v "^$g:" "$out/one.native.com1" | sed 's/^/  /'
 echo "  --- under the monitor (status $(cat "$out/one.vmm.status"))"
-grep -a -v '^fuzz:' "$out/one.vmm.com1" | sed 's/^/  /'
+grep -a -v "^$g:" "$out/one.vmm.com1" | sed 's/^/  /'
 echo "  --- what differs (< bare QEMU, > monitor)"
 diff "$out/one.native.com1" "$out/one.vmm.com1" | grep -a '^[<>]' | sed 's/^/  /'
 code=$(grep -a "^seq $first ring" "$out/one.native.com1" | head -n 1 | sed 's/.* code //')
@@ -102,8 +116,8 @@ if [ -n "$code" ] && command -v objdump >/dev/null 2>&1; then
                   [ -n "$tgt" ] && [ $((0x$tgt)) -gt "$reach" ] && reach=$((0x$tgt)) ;;
         esac
         [ "$end" -lt "$reach" ] && continue
-        run_native "$out/cut.native" 60 build/guests/fuzz.elf seed="$seed" first="$first" verbose cut="$cut" "$@" &
-        run_vmm "$out/cut.vmm" 120 build/guests/fuzz.elf seed="$seed" first="$first" verbose cut="$cut" "$@"
+        run_native "$out/cut.native" 60 build/guests/$g.elf seed="$seed" first="$first" verbose cut="$cut" "$@" &
+        run_vmm "$out/cut.vmm" 120 build/guests/$g.elf seed="$seed" first="$first" verbose cut="$cut" "$@"
         wait
         if ! cmp -s "$out/cut.native.com1" "$out/cut.vmm.com1" ||
            [ "$(cat "$out/cut.native.status")" != "$(cat "$out/cut.vmm.status")" ]; then
@@ -113,10 +127,10 @@ if [ -n "$code" ] && command -v objdump >/dev/null 2>&1; then
     done <"$out/one.insns"
     if [ -n "$found" ]; then
         echo "  --- they part at $found (reproduce: seed=$seed first=$first cut=$cut, or code=$prefix)"
-        diff "$out/cut.native.com1" "$out/cut.vmm.com1" | grep -a '^[<>]' | grep -a -v '^. fuzz:' | sed 's/^/  /'
+        diff "$out/cut.native.com1" "$out/cut.vmm.com1" | grep -a '^[<>]' | grep -a -v "^. $g:" | sed 's/^/  /'
     else
         echo "  --- no prefix of the sequence differs by itself: the difference needs the whole run before it"
     fi
 fi
-echo "FAIL fuzz: seed $seed, $ndiff of $count sequences differ (first $first${found:+, at $found}), native status $ns, monitor status $vs"
+echo "FAIL $g: seed $seed, $ndiff of $count $(what) differ (first $first${found:+, at $found}), native status $ns, monitor status $vs"
 exit 1

@@ -11,6 +11,10 @@
 #                             two transcripts' "linux: " lines
 #   tests/linux.sh test       as both, with one native boot (make test)
 #   tests/linux.sh bench      make bench's linux_boot and forkwait rows
+#   tests/linux.sh soak       make soak: under the monitor, /init's soak
+#                             workload until SOAK_SECONDS (default 780) of
+#                             uptime, every round's results checked, the
+#                             monitor's resource statistics every minute
 #   tests/linux.sh shell [vmm]  an interactive busybox shell on this
 #                             terminal (Ctrl-A X leaves QEMU)
 #
@@ -237,6 +241,57 @@ bench() {
     grep '^stat ' "$out/bv0.com2" | sed 's/^/#   /'
 }
 
+# soak: make soak.  /init runs its soak workload (guests/linux/init) until
+# SOAK_SECONDS of uptime; each round's line must carry the answers
+# computed here, the workload must have run at least 600 s of the
+# kernel's clock, the standard lines must all be there, and the monitor,
+# reporting its statistics every 60 s of virtual time (statsevery=60),
+# must keep every fixed pool within its size, end with its integrity
+# check passing, and not stop.  The resource lines are summarized: how
+# full each pool was at the first report after /init and at the last,
+# and how many flushes each minute of the workload's first and second
+# halves took.
+soak() {
+    secs=${SOAK_SECONDS:-780}
+    make -s build/vmm.elf >"$out/make.log" 2>&1 || { bad "linux soak: build/vmm.elf does not build"; finish; }
+    LINUX_CMDLINE="$LINUX_CMDLINE soak=$secs"
+    VMM_OPTS="$VMM_OPTS statsevery=60"
+    run_linux_vmm "$out/soak" $((secs * 3 + 900))
+    check "linux soak under the monitor" "$out/soak"
+    want="exec 10/10 pipe $(seq 1 500 | grep 5 | md5sum | cut -d' ' -f1) file same $(seq 1 300 | md5sum | cut -d' ' -f1) squares 9045050 slept yes"
+    tr -d '\r' <"$out/soak.com1" | grep '^soak: round ' >"$out/soak.rounds"
+    n=$(wc -l <"$out/soak.rounds")
+    wrong=$(grep -c -v -F ": $want" "$out/soak.rounds")
+    t0=$(head -n 1 "$out/soak.rounds" | sed 's/.* at \([0-9.]*\) s:.*/\1/')
+    t1=$(tail -n 1 "$out/soak.rounds" | sed 's/.* at \([0-9.]*\) s:.*/\1/')
+    span=$(awk -v a="${t0:-0}" -v b="${t1:-0}" 'BEGIN { printf "%d", b - a }')
+    if [ "$n" -gt 0 ] && [ "$wrong" = 0 ] && [ "$span" -ge 600 ]; then
+        ok "linux soak: $n rounds over $span s of uptime ($t0 to $t1), every one right"
+    else
+        bad "linux soak: $n rounds over $span s of uptime, $wrong wrong (each must read \"$want\")"
+        grep -v -F ": $want" "$out/soak.rounds" | head -n 5 | sed 's/^/    /'
+    fi
+    # stat resources units=U/MU cache_bytes=B/MB shadow_pages=P/MP rmap=R/MR traced_frames=T
+    grep '^stat resources' "$out/soak.com2" | sed 's/[a-z_]*=//g; s/^stat resources //; s/\// /g' >"$out/soak.res"
+    over=$(awk '$1 > $2 || $3 > $4 || $5 > $6 || $7 > $8 { n++ } END { print n + 0 }' "$out/soak.res")
+    reports=$(wc -l <"$out/soak.res")
+    if [ "$reports" -ge 10 ] && [ "$over" = 0 ] && grep -q "^vmm: integrity ok" "$out/soak.com2" &&
+       ! grep -q "guest stopped" "$out/soak.com2"; then
+        ok "linux soak: the monitor's $reports reports keep every pool within its size; integrity ok"
+    else
+        bad "linux soak: $reports resource reports, $over past a pool's size, or the integrity check or a stop"
+        grep "integrity\|guest stopped" "$out/soak.com2" | sed 's/^/    /'
+    fi
+    awk 'NR == 3 { a = $0 } END { print "info: pools at the third report (units, cache bytes, shadow pages, reverse map, traced frames): " a; print "info: pools at the last report: " $0 }' "$out/soak.res"
+    grep '^stat translations' "$out/soak.com2" | sed 's/.*flushes=\([0-9]*\).*/\1/' >"$out/soak.flushes"
+    grep '^stat pagefaults' "$out/soak.com2" | sed 's/.*shadow_flushes=\([0-9]*\).*/\1/' >"$out/soak.sflushes"
+    paste "$out/soak.flushes" "$out/soak.sflushes" | awk '{ tc[NR] = $1; sh[NR] = $2 } END {
+        h = int(NR / 2); if (h < 2) exit
+        printf "info: translation-cache flushes a minute, first half %.1f, second half %.1f; shadow-pool flushes %.1f, %.1f\n",
+            (tc[h] - tc[2]) / (h - 2 > 0 ? h - 2 : 1), (tc[NR] - tc[h]) / (NR - h),
+            (sh[h] - sh[2]) / (h - 2 > 0 ? h - 2 : 1), (sh[NR] - sh[h]) / (NR - h) }'
+}
+
 # N in billions.
 g() { awk -v n="$1" 'BEGIN { printf "%.2f billion", n / 1e9 }'; }
 
@@ -312,7 +367,8 @@ test)
         diff "$out/native.linux" "$out/vmm.linux" | sed 's/^/    /'
     fi ;;
 bench)  prepare >/dev/null; bench ;;
+soak)   prepare; soak ;;
 shell)  prepare; shell "$2" ;;
-*)      echo "usage: $0 [native|vmm|both|test|bench|shell [vmm]]" >&2; exit 2 ;;
+*)      echo "usage: $0 [native|vmm|both|test|bench|soak|shell [vmm]]" >&2; exit 2 ;;
 esac
 finish

@@ -47,6 +47,7 @@ decisions() {
     topmap)      echo "direct|CPL!=3|access to the monitor's region" ;;
     isolation)   echo "direct|CPL!=3|access to the monitor's region" ;;
     devices)     echo "direct|CPL!=3" ;;
+    attack)      echo "direct|CPL!=3|access to the monitor's region" ;;
     esac
 }
 
@@ -62,6 +63,7 @@ mechanism() {
     rom)     echo "^stat checks .* relocated=[1-9]" ;;
     segments) echo "^stat segments translated code loaded from shadow=[1-9][0-9]* cached=[1-9]" ;;
     devices) echo "^stat interrupts .* irq0=[1-9].* irq4=[1-9]" ;;
+    attack)  echo "^stat translations .* flushes=[1-9]" ;;
     esac
 }
 
@@ -148,6 +150,20 @@ else
     sed -n '/sequences differ/,/the sequence/p' "$out/fuzz.log" | head -n 30 | sed 's/^/    /'
 fi
 
+# 2c'. The system-state fuzzers: random GDT, LDT and IDT contents and
+# what ring 0 and ring 3 do with them (guests/descfuzz.c, 20,000
+# operations), random page tables and what ring 0 and ring 3 do with
+# them (guests/ptfuzz.c, 3,000 rounds of 8 steps: 24,000 operations).
+for f in "descfuzz 20000" "ptfuzz 3000"; do
+    set -- $f
+    if FUZZ_GUEST=$1 sh tests/fuzz.sh 1 "$2" >"$out/$1.log" 2>&1; then
+        ok "$(tail -n 1 "$out/$1.log" | sed 's/^PASS //')"
+    else
+        bad "$(tail -n 1 "$out/$1.log" | sed 's/^FAIL //')"
+        sed -n '/differ; the first/,$p' "$out/$1.log" | head -n 40 | sed 's/^/    /'
+    fi
+done
+
 # 2d. The same, with the host interrupting the guest 20,000 times a second
 # (hostirq=20000: host timer interrupts the guest never sees), so that
 # exits come at every point of translated code and precise state and
@@ -159,6 +175,15 @@ else
     bad "$(tail -n 1 "$out/fuzz-stress.log" | sed 's/^FAIL //') with hostirq=20000"
     sed -n '/sequences differ/,/the sequence/p' "$out/fuzz-stress.log" | head -n 30 | sed 's/^/    /'
 fi
+for f in "descfuzz 5000" "ptfuzz 1000"; do
+    set -- $f
+    if VMM_OPTS="hostirq=20000" FUZZ_GUEST=$1 sh tests/fuzz.sh 2 "$2" >"$out/$1-stress.log" 2>&1; then
+        ok "$(tail -n 1 "$out/$1-stress.log" | sed 's/^PASS //') with hostirq=20000"
+    else
+        bad "$(tail -n 1 "$out/$1-stress.log" | sed 's/^FAIL //') with hostirq=20000"
+        sed -n '/differ; the first/,$p' "$out/$1-stress.log" | head -n 40 | sed 's/^/    /'
+    fi
+done
 for g in exceptions smc segments tasks devices; do
     VMM_OPTS="hostirq=20000" run_vmm "$out/$g.stress" 120 "build/guests/$g.elf"
     if cmp -s "$out/$g.native.com1" "$out/$g.stress.com1" &&
@@ -192,8 +217,66 @@ expect_bad notelf 229 "no Multiboot header"
 head -c 9000 build/guests/hello.elf >"$out/truncated.elf"
 run_vmm "$out/truncated" 30 "$out/truncated.elf"
 expect_bad truncated 229 "lies outside"
+# Images made from hello.elf with one field changed (le32/put32: a
+# little-endian word of a file, read or written in place).  hello's
+# Multiboot header is at file offset 4096; its program headers start at
+# 52, 32 bytes each (type, offset, vaddr, paddr, filesz, memsz, ...).
+le32() { od -An -tu4 -j "$2" -N4 "$1" | tr -d ' '; }
+put32() {
+    printf "$(printf '\\%03o\\%03o\\%03o\\%03o' $(($3 & 255)) $(($3 >> 8 & 255)) \
+        $(($3 >> 16 & 255)) $(($3 >> 24 & 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null
+}
+hello=build/guests/hello.elf
+mbh=$(( ($(od -An -tx1 -v -w4 $hello | grep -n "02 b0 ad 1b" | head -n 1 | cut -d: -f1) - 1) * 4 ))
+cp $hello "$out/mbsum.elf"; put32 "$out/mbsum.elf" $((mbh + 8)) $(( $(le32 $hello $((mbh + 8))) ^ 1 ))
+run_vmm "$out/mbsum" 30 "$out/mbsum.elf"
+expect_bad mbsum 229 "no Multiboot header in its first 8 KiB, and an ELF linked where it loads"
+cp $hello "$out/mbvideo.elf"
+put32 "$out/mbvideo.elf" $((mbh + 4)) $(( $(le32 $hello $((mbh + 4))) | 4 ))
+put32 "$out/mbvideo.elf" $((mbh + 8)) $(( ($(le32 $hello $((mbh + 8))) - 4) & 0xffffffff ))
+run_vmm "$out/mbvideo" 30 "$out/mbvideo.elf"
+expect_bad mbvideo 229 "asks for features 4 this loader lacks"
+cp $hello "$out/overlap.elf"; put32 "$out/overlap.elf" $((52 + 32 + 12)) $(( $(le32 $hello $((52 + 12))) + 0x1000 ))
+run_vmm "$out/overlap" 30 "$out/overlap.elf"
+expect_bad overlap 229 "segments 0 and 1 overlap at guest-physical 101000"
+cp $hello "$out/toobig.elf"; put32 "$out/toobig.elf" $((52 + 32 + 20)) $((0x08000000))
+run_vmm "$out/toobig" 30 "$out/toobig.elf"
+expect_bad toobig 229 "does not fit in 64 MiB of RAM"
+: >"$out/empty.elf"
+run_vmm "$out/empty" 30 "$out/empty.elf"
+expect_bad empty 229 "is empty"
+# The monitor's own options: status 237 (EXIT_BADARGS 0x76).
 GUEST_MEM=100000 run_vmm "$out/hugemem" 30 build/guests/hello.elf
-expect_bad hugemem 229 "mem=100000 MiB"
+expect_bad hugemem 237 "mem=100000 MiB"
+GUEST_MEM=lots run_vmm "$out/memword" 30 build/guests/hello.elf
+expect_bad memword 237 "mem= wants a number"
+VMM_OPTS="chian=0" run_vmm "$out/badopt" 30 build/guests/hello.elf
+expect_bad badopt 237 '"chian=0" is not an option'
+
+# Ends of life (guests/ends.c): a triple fault and the two reset requests
+# end the run as on bare QEMU with -no-reboot (status 0, the same COM1);
+# a HLT that nothing can wake hangs bare QEMU (stopped by its timeout)
+# and ends the monitor's run with status 233 (EXIT_HALT).  Each time the
+# monitor says why on COM2.
+ends() {
+    m=$1 status=$2 pattern=$3
+    run_native "$out/ends-$m.native" 10 build/guests/ends.elf "$m" &
+    run_vmm "$out/ends-$m" 30 build/guests/ends.elf "$m"
+    wait
+    ns=$(cat "$out/ends-$m.native.status") vs=$(cat "$out/ends-$m.status")
+    if cmp -s "$out/ends-$m.native.com1" "$out/ends-$m.com1" && [ "$vs" = "$status" ] &&
+       [ "$ns" = "$([ "$status" = 0 ] && echo 0 || echo 124)" ] && grep -q "$pattern" "$out/ends-$m.com2"; then
+        ok "ends $m (bare QEMU status $ns, monitor $vs: $(grep "$pattern" "$out/ends-$m.com2" | head -n 1))"
+    else
+        bad "ends $m: bare QEMU status $ns, monitor $vs (expected $status and \"$pattern\")"
+        tail -n 3 "$out/ends-$m.com2" | sed 's/^/    /'
+    fi
+}
+ends triple 0 "guest stopped: triple fault"
+ends reset 0 "keyboard controller's reset pulse"
+ends port92 0 "port 0x92 bit 0 (fast reset)"
+ends hlt 233 "hlt with interrupts disabled (IF=0)"
+ends masked 233 "hlt with every interrupt line masked"
 # Linux images with bad setup headers (the boot protocol's fields at
 # 0x1f1..: setup_sects, the jump at 0x200 whose offset gives the header's
 # length, "HdrS", the version, loadflags), made here byte by byte.
