@@ -7,6 +7,8 @@
 #   make fuzz     the differential fuzzers (FUZZ_GUEST=fuzz, descfuzz or
 #                 ptfuzz), native vs the monitor
 #   make soak     Linux under the monitor for a long workload, checked
+#   make debug    the monitor under gdb (GUEST=NAME), docs/observing.md
+#   make labs     every lab's commands (docs/labs/), LAB=N for one
 #   make deps     install the tools (qemu-system-x86, gcc-multilib, binutils)
 
 CC      := gcc
@@ -24,7 +26,7 @@ VMM_OBJS := boot.o vmm.o load.o mmu.o segtrack.o shadow.o trace.o decode.o \
 VMM_OBJS := $(addprefix build/,$(VMM_OBJS))
 HEADERS  := vmm.h x86.h decode.h multiboot.h
 
-.PHONY: all run test bench fuzz soak tcdump deps clean guest-list walkthrough deviations
+.PHONY: all run test bench fuzz soak tcdump debug labs deps clean guest-list walkthrough deviations
 all: deps-check build/vmm.elf guests
 
 build/%.o: %.c $(HEADERS)
@@ -84,6 +86,16 @@ soak: all
 N ?= 8
 tcdump: all
 	sh tests/tcdump.sh $(GUEST) $(N) $(ARGS)
+
+# The monitor under gdb, stopped at vmm_main, the guest's symbols loaded
+# too (scripts/debug; docs/observing.md): make debug GUEST=hello
+debug: all
+	scripts/debug build/guests/$(or $(GUEST),demo).elf $(ARGS)
+
+# Every lab's measuring commands (docs/labs/; tests/labs.sh): make labs,
+# or make labs LAB=3 for one.
+labs: all
+	sh tests/labs.sh $(LAB)
 
 # docs/walkthrough.md and docs/deviations.md are generated from the code.
 walkthrough:

@@ -1691,11 +1691,39 @@ is_direct_branch(struct insn *in, int code32)
     return (k == E_JCC || k == E_JMP || k == E_CALL) && in->opsize == (code32 ? 4 : 2);
 }
 
+/*B:015 The instructions that make x86 not classically virtualizable
+ * (Robin and Irvine, USENIX Security 2000): they read or change
+ * privileged state yet do not fault at CPL 1, so a kernel run directly
+ * at ring 1 would see ring 1 instead of ring 0 - PUSHF and POPF (IF and
+ * IOPL: SDM Vol. 2B, POPF), MOV from and PUSH of a segment register (the
+ * RPL of CS and SS is the CPL), LAR and LSL (the shadow descriptor's
+ * raised DPL), SGDT, SIDT, SLDT, STR and SMSW (the monitor's tables).
+ * The translator never copies them.  The ablation `naive=1` copies them
+ * as they are (is_ident), which is exactly what direct execution of the
+ * kernel at ring 1 would do; guests/naive.c shows the difference
+ * (docs/labs/1-ring-compression.md).  Deviation: `naive=1` is a
+ * teaching switch that gives up equivalence on purpose; it never
+ * weakens the monitor's protection, since each of these instructions
+ * only reads, or (POPF) changes flags the CPU itself guards at ring 1. :*/
+static int
+sensitive_unprivileged(struct insn *in)
+{
+    switch (in->info->emu) {
+    case E_PUSHF: case E_POPF: case E_PUSH_SR: case E_MOV_FROM_SR: case E_LAR: case E_LSL:
+        return 1;
+    case E_GRP6: return in->reg <= 1 || in->reg == 4 || in->reg == 5;  /* sldt str verr verw */
+    case E_GRP7: return in->reg <= 1 || in->reg == 4;                  /* sgdt sidt smsw */
+    }
+    return 0;
+}
+
 static int
 is_ident(struct insn *in)
 {
     if (in->flags & D_INVALID)
         return 1;   /* the host CPU is the guest's CPU model: it faults the same way */
+    if (opt_naive && sensitive_unprivileged(in))
+        return 1;
     return in->info->emu == E_NONE || in->info->emu == E_RDTSC;
 }
 

@@ -120,6 +120,10 @@ trace_notify(struct vcpu *v, gpa_t pa, u32 n, const u8 *old, const u8 *new)
 {
     int o = trace_owners(pa);
     v->st.trace_hits++;
+    if (opt_log & LOG_TRACE)
+        cprintf("trace: %u bytes at guest-physical %08x, owners%s%s%s%s, at %04x:%08x\n", n, pa,
+                o & TR_CODE ? " code" : "", o & TR_PT ? " pt" : "", o & TR_DESC ? " desc" : "",
+                o & TR_CMAP ? " cmap" : "", v->seg[SEG_CS].sel, v->eip);
     for (int b = 0; b < 8; b++)
         if ((o & (1 << b)) && callbacks[b]) {
             v->st.trace_by_owner[b]++;

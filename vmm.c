@@ -28,7 +28,7 @@ static int opt_checks = -1;     /* checks=0 or checks=1 on the command line */
 static int opt_ring;            /* ring=1 or ring=3 on the command line; 0: decide */
 u32 opt_mem_mb = 64;
 int opt_boot = BOOT_AUTO;
-int opt_chain = 1, opt_inline = 1, opt_adapt = 1, opt_count, opt_direct = 1, opt_tcdump;
+int opt_chain = 1, opt_inline = 1, opt_adapt = 1, opt_count, opt_direct = 1, opt_tcdump, opt_naive;
 u32 opt_log;
 
 /* The monitor's descriptor tables.  vmm_gdt's low part is the shadow GDT
@@ -617,11 +617,27 @@ static const char *vector_names[32] = {
 };
 extern const char *emu_names[E_COUNT];
 
+/* n/1e6 with one decimal, for the time line. */
+static void
+print_millions(const char *name, u64 n)
+{
+    u32 tenths = (u32)(n / 100000);
+    cprintf(" %s=%u.%uM", name, tenths / 10, tenths % 10);
+}
+
 void
 vmm_stats(struct vcpu *v)
 {
     struct stats *s = &v->st;
     cprintf("vmm: statistics\n");
+    if (s->tsc_start) {
+        u64 all = rdtsc() - s->tsc_start, other = all - s->tsc_direct - s->tsc_bt;
+        cprintf("stat time (TSC; instructions under -icount)");
+        print_millions("direct", s->tsc_direct);
+        print_millions("translated", s->tsc_bt);
+        print_millions("other", other);
+        cprintf(" direct_share=%u%%\n", all ? (u32)(s->tsc_direct * 100 / all) : 0);
+    }
     cprintf("stat entries direct=%u bt=%u switches to_direct=%u to_bt=%u\n",
             s->de_entries, s->bt_entries, s->to_direct, s->to_bt);
     cprintf("stat translations blocks=%u flushes=%u invalidated=%u chained=%u callout_exits=%u\n",
@@ -701,7 +717,7 @@ option_number(const char *c, const char *name)
 static void
 parse_cmdline(const char *c)
 {
-    /* Options: mem=MiB, log=decide,translate,fault,callout.  The first
+    /* Options: mem=MiB, log=decide,translate,fault,callout,trace.  The first
      * word is the monitor's own file name, as every Multiboot loader
      * gives it. */
     while (c && *c && *c != ' ')
@@ -724,6 +740,8 @@ parse_cmdline(const char *c)
             opt_adapt = c[6] == '1';
         } else if (!memcmp(c, "direct=", 7)) {
             opt_direct = c[7] == '1';
+        } else if (!memcmp(c, "naive=", 6)) {
+            opt_naive = c[6] == '1';
         } else if (!memcmp(c, "tcdump=", 7)) {
             u32 n = 0;
             for (const char *d = c + 7; *d >= '0' && *d <= '9'; d++)
@@ -750,7 +768,10 @@ parse_cmdline(const char *c)
                 else if (!memcmp(c, "translate", 9)) opt_log |= LOG_TRANSLATE;
                 else if (!memcmp(c, "fault", 5)) opt_log |= LOG_FAULT;
                 else if (!memcmp(c, "callout", 7)) opt_log |= LOG_CALLOUT;
+                else if (!memcmp(c, "trace", 5)) opt_log |= LOG_TRACE;
                 else if (!memcmp(c, "all", 3)) opt_log = ~0u;
+                else bad_option("log= takes kinds among decide, translate, fault, callout, trace and all, "
+                                "separated by commas");
                 while (*c && *c != ',' && *c != ' ')
                     c++;
                 if (*c == ',')
@@ -765,7 +786,7 @@ parse_cmdline(const char *c)
             }
             word[n] = 0;
             bad_option("\"%s\" is not an option (mem= boot= chain= inline= adapt= direct= "
-                       "tcdump= hostirq= statsevery= checks= ring= log=)", word);
+                       "naive= tcdump= hostirq= statsevery= checks= ring= log=)", word);
         }
         while (*c && *c != ' ')
             c++;
@@ -850,19 +871,31 @@ interrupt_window(struct vcpu *v)
         emulate_deliver_pending(v);
 }
 
+/* The time each engine takes is measured with the TSC around its call:
+ * under QEMU's -icount shift=0 that counts instructions retired (make
+ * bench), otherwise host time.  An engine's share includes the exits it
+ * handles itself (hidden page faults, traced writes, callouts); "other"
+ * is the decision, interrupt delivery and the emulation of what an
+ * engine hands back. */
 static void
 run(struct vcpu *v)
 {
+    v->st.tsc_start = rdtsc();
     while (!v->stop_reason) {
         interrupt_window(v);
         if (v->stop_reason || v->halted)
             continue;
-        if (vmm_decide(v) == MODE_DIRECT)
+        u64 t0 = rdtsc();
+        if (vmm_decide(v) == MODE_DIRECT) {
             direct_run(v);
-        else
+            v->st.tsc_direct += rdtsc() - t0;
+        } else {
             bt_run(v);
+            v->st.tsc_bt += rdtsc() - t0;
+        }
     }
 }
+
 
 void
 vmm_main(u32 magic, u32 mbi_pa)

@@ -87,6 +87,7 @@ enum mode { MODE_BT = 0, MODE_DIRECT = 1 };
 
 /* Event counters, printed at exit (vmm_stats) and read by `make bench`. */
 struct stats {
+    u64 tsc_start, tsc_direct, tsc_bt;  /* the run's start; time in each engine (vmm.c, run) */
     u32 traps[256];         /* exits by vector, from either engine */
     u32 callouts[E_COUNT];  /* emulated instructions, by emulation routine */
     u32 blocks;             /* translations made */
@@ -220,11 +221,12 @@ extern u32 opt_mem_mb;
 extern int opt_boot;
 enum { BOOT_AUTO = 0, BOOT_MULTIBOOT, BOOT_SECTOR, BOOT_ROM };
 extern u32 opt_log;
-extern int opt_chain, opt_inline, opt_adapt, opt_count, opt_direct, opt_tcdump;
+extern int opt_chain, opt_inline, opt_adapt, opt_count, opt_direct, opt_tcdump, opt_naive;
 #define LOG_DECIDE 0x1
 #define LOG_TRANSLATE 0x2
 #define LOG_FAULT 0x4
 #define LOG_CALLOUT 0x8
+#define LOG_TRACE 0x10
 
 /* ---- boot.S: the world switch ---- */
 void vm_enter(struct frame *f, u32 cr3); /* enters the guest on cr3; returns when it exits */

@@ -12,7 +12,7 @@ _GUESTS_SAVED_GOAL := $(.DEFAULT_GOAL)
 _GUESTS_INCLUDED := $(filter-out $(lastword $(MAKEFILE_LIST)),$(MAKEFILE_LIST))
 
 GUEST_TESTS := hello usermode exceptions privileged paging memprot cow smc absent bigpage topmap isolation \
-               decide_cpl decide_if decide_iopl decide_seg decide_v86 decide_pe decide_nt callgate segments segtrans tasks v86 devices attack
+               decide_cpl decide_if decide_iopl decide_seg decide_v86 decide_pe decide_nt callgate segments segtrans tasks v86 devices attack naive
 GUEST_ALL := $(GUEST_TESTS) demo bench fuzz descfuzz ptfuzz ends
 # Guests that are not Multiboot kernels: raw images, each linked at the
 # address the firmware starts it at.  The suffix says how: .img a disk

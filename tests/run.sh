@@ -81,6 +81,18 @@ else
     bad "docs: malformed walkthrough mark"; cat "$out/walkthrough.log"
 fi
 
+# 1c. Every walkthrough mark the documents, the guests and the sources
+# cite ("mark B:052") exists, so that no reference dangles.
+grep -ohE '/\*[A-Z]:[0-9]{3}' ./*.c ./*.S ./*.h | sed 's|/\*||' | sort -u >"$out/marks"
+grep -ohE '\b[DESHTBCV]:[0-9]{3}\b' README.md docs/*.md docs/labs/*.md docs/labs/answers/*.md guests/*.c ./*.c ./*.h |
+    sort -u >"$out/mark-refs"
+dangling=$(comm -23 "$out/mark-refs" "$out/marks" | tr '\n' ' ')
+if [ -z "$dangling" ]; then
+    ok "docs: all $(wc -l <"$out/mark-refs") cited walkthrough marks exist"
+else
+    bad "docs: cited walkthrough marks that do not exist: $dangling"
+fi
+
 # 4 (started first, finished last). Debian's i386 Linux booted natively
 # and under the monitor, its /init's "linux: " lines compared
 # (tests/linux.sh test).  It is the longest test by far, so it runs on
@@ -299,6 +311,32 @@ expect_bad zimage 229 "a zImage (loaded low)"
 mkbz "$out/bzshort.img" 8192 60 $((0x020f)) 1
 run_vmm "$out/bzshort" 30 "$out/bzshort.img"
 expect_bad bzshort 229 "60 setup sectors, but the file has 8192 bytes"
+
+# 5. The labs (docs/labs/): each lab's measuring commands run and print
+# the measurement the lab asks about (tests/labs.sh).
+sh tests/labs.sh >"$out/labs.log" 2>&1
+grep -v '^[0-9]* passed, [0-9]* failed$' "$out/labs.log"
+pass=$((pass + $(grep -c '^PASS' "$out/labs.log"))) fail=$((fail + $(grep -c '^FAIL' "$out/labs.log")))
+
+# 6. make debug (scripts/debug): gdb, driven by a command file, stops at
+# vmm_main and then at vmm_decide, where the first guest instruction's
+# address resolves to the guest's own symbol.
+cat >"$out/debug.gdb" <<'GDB'
+continue
+break vmm_decide
+continue
+print/x v->eip
+info symbol v->eip
+kill
+GDB
+GDB_BATCH="$out/debug.gdb" GDB_PORT=$((12000 + $$ % 1000)) timeout 120 scripts/debug build/guests/hello.elf >"$out/debug.log" 2>&1
+if grep -q "^Breakpoint 1, vmm_main" "$out/debug.log" && grep -q "^Breakpoint 2, vmm_decide" "$out/debug.log" &&
+   grep -q "^_start in section .text of .*hello.elf" "$out/debug.log"; then
+    ok "make debug: gdb stops at vmm_main and vmm_decide; the guest's EIP is its _start"
+else
+    bad "make debug: gdb did not stop where expected (build/test/debug.log)"
+    tail -n 5 "$out/debug.log" | sed 's/^/    /'
+fi
 
 # 4. Linux: wait for it (its own timeouts end it), then count its lines.
 if [ -z "$VMM_NO_LINUX" ]; then
