@@ -285,6 +285,65 @@ static struct ctx {
 static int nctx;
 static const int ctx_seg[4] = { SEG_ES, SEG_SS, SEG_DS, SEG_FS };
 
+/*B:090 The hottest fragments, without instrumenting the code: every
+ * host interrupt that lands in translated code is a sample of where the
+ * guest's time goes, and the unit it landed in is charged for it.  Units
+ * are renumbered at every flush, so the samples are kept by the guest
+ * address, CPL and code size a unit was translated for, in a table of
+ * NTOP entries filled by the "space-saving" rule (Metwally, Agrawal and
+ * El Abbadi, ICDT 2005): a new key replaces the entry with the fewest
+ * samples and inherits its count, so any fragment with more than
+ * 1/NTOP of the samples is certain to be in the table.  vmm_stats
+ * prints the first few (`stat top`); `tcdump=N` gives exact counts, at
+ * the price of a counter in every unit. :*/
+#define NTOP 32
+static struct top { u32 eip, samples; u8 cpl, code32; } top[NTOP];
+static u32 top_samples;
+
+static void
+sample(struct block *b)
+{
+    top_samples++;
+    if (!b || b == &blocks[STEP_BLOCK])
+        return;
+    u8 cpl = ctxs[b->ctx].cpl;
+    struct top *min = &top[0];
+    for (int i = 0; i < NTOP; i++) {
+        struct top *t = &top[i];
+        if (t->samples && t->eip == b->eip && t->cpl == cpl && t->code32 == b->code32) {
+            t->samples++;
+            return;
+        }
+        if (t->samples < min->samples)
+            min = t;
+    }
+    min->eip = b->eip;
+    min->cpl = cpl;
+    min->code32 = b->code32;
+    min->samples++;
+}
+
+/* The n most sampled fragments, most first, for the statistics. */
+void
+bt_print_top(int n)
+{
+    static u8 shown[NTOP];
+    memset(shown, 0, sizeof shown);
+    cprintf("stat top fragments (host interrupts that landed in translated code: %u)", top_samples);
+    for (int k = 0; k < n; k++) {
+        int best = -1;
+        for (int i = 0; i < NTOP; i++)
+            if (!shown[i] && top[i].samples && (best < 0 || top[i].samples > top[best].samples))
+                best = i;
+        if (best < 0)
+            break;
+        shown[best] = 1;
+        cprintf(" cpl%u:%08x%s=%u", top[best].cpl, top[best].eip, top[best].code32 ? "" : "(16)",
+                top[best].samples);
+    }
+    cprintf("\n");
+}
+
 /* The base each check of the unit being translated builds in: the
  * segment's, or for a relocated step its alias's (H:050). */
 static u32 tr_base[NSEG];
@@ -2532,6 +2591,8 @@ run_block(struct vcpu *v, struct block *b, int step)
              * interrupt there.  A single step, a relocated instruction
              * or a traced write in progress just finishes first. :*/
             int vec = f->trapno;
+            if (!rolling)
+                sample(find_block(b->code32, b->code32 ? f->eip - (u32)tc : f->eip));
             dev_host_irq(v, vec);
             if (step || rl.active || trace_in_flight())
                 continue;

@@ -81,6 +81,24 @@ pushes_flags(struct vcpu *v, u32 eip)
     return decode(bytes, avail, vcpu_code32(v), &in) > 0 && in.info->emu == E_PUSHF;
 }
 
+/* Would entering the guest again as it stands lose state?  IRET to ring
+ * 3 turns a null selector with a non-zero RPL in ES, DS, FS or GS into
+ * 0000 (shadow.c, shadow_has), so after a hidden fault, or before a
+ * traced write, the guest must not be resumed here if it has just
+ * loaded one: the main loop decides again, and translates until the
+ * register is reloaded. */
+static int
+reentry_nulls_a_selector(struct frame *f)
+{
+    if (f->eflags & EFLAGS_VM)
+        return 0;
+    u32 sels[4] = { f->es, f->ds, f->fs, f->gs };
+    for (int i = 0; i < 4; i++)
+        if ((sels[i] & 0xfffc) == 0 && (sels[i] & 3))
+            return 1;
+    return 0;
+}
+
 /*E:020 One stretch of direct execution, ended by one trap that is not a
  * hidden page fault. :*/
 void
@@ -108,6 +126,12 @@ direct_run(struct vcpu *v)
         }
         if (f->trapno == T_PF) {
             int r = mmu_page_fault(v, rcr2(), f->err);
+            if ((r == PF_HIDDEN || r == PF_TRACED) && reentry_nulls_a_selector(f)) {
+                if (r == PF_TRACED)
+                    trace_end_write(v);     /* nothing written yet: only puts the protection back */
+                f->trapno = T_DECIDE;
+                break;
+            }
             if (r == PF_HIDDEN)
                 continue;
             if (r == PF_TRACED && pushes_flags(v, f->eip)) {
@@ -168,6 +192,7 @@ direct_run(struct vcpu *v)
      * instruction is not one it emulates, the #GP was the guest's own. :*/
     switch (f->trapno) {
     case T_TRACED:
+    case T_DECIDE:
         return;
     case T_EMULATE:
         if (emulate_one(v) == NOT_EMULATED)

@@ -666,6 +666,7 @@ vmm_stats(struct vcpu *v)
         if (s->irqs[i])
             cprintf(" irq%d=%u", i, s->irqs[i]);
     cprintf("\n");
+    bt_print_top(5);
     for (int i = 0; i < 256; i++)
         if (s->traps[i])
             cprintf("stat trap %d %s %u\n", i,

@@ -387,6 +387,7 @@ int bt_window_pending(void);
 void bt_window_fault(struct vcpu *v, u32 la);
 void bt_dump(int n);
 void bt_usage(u32 u[4]);
+void bt_print_top(int n);
 
 /* ---- dev.c: virtual devices ---- */
 void dev_init(void);

@@ -116,6 +116,7 @@
 #define T_TRACED    0x101   /* pseudo-vector: a traced write was carried out */
 #define T_RELOC     0x102   /* pseudo-vector: an access to the monitor's region, to relocate */
 #define T_EMULATE   0x103   /* pseudo-vector: emulate the instruction at the guest's EIP */
+#define T_DECIDE    0x104   /* pseudo-vector: nothing to do; decide again (direct.c) */
 
 /* Error-code bits for selector faults: SDM Vol. 3A §6.13 (Error Code). */
 #define ERR_EXT 0x1

@@ -15,6 +15,10 @@
  *          (c) ring 0: DS=Y with Y rewritten, then an exception (int3)
  *          whose handler path saves and reloads DS from the GDT: after the
  *          iret DS reads B (the reload made the segment reversible again).
+ *          (d) ring 3: DS loaded with the null selector 0003, then two
+ *          first touches of fresh pages through ES, DS read back after
+ *          each: still 0003 (under the monitor each touch is a hidden
+ *          page fault, and re-entering by IRET would have made DS 0000).
  * Exercises: segment tracking and the "non-reversible segment" rule of
  *          the execution-mode decision (docs/02-decision.md,
  *          docs/08-translation.md):
@@ -95,7 +99,28 @@ __asm__(".text\n"
         "movw %ax, %gs\n\t"
         "movl $0, %eax\n\t"
         "int $0x80\n\t"
+        "ud2\n"
+        /* A null selector with RPL 3 in DS, then the first touch of a
+         * fresh page through ES (under the monitor: a hidden page fault
+         * in direct execution), then DS read back: 0x0003 on bare
+         * hardware, where nothing IRETs in between. */
+        "user_null_test:\n\t"
+        "movw $3, %ax\n\t"
+        "movw %ax, %ds\n\t"
+        "movl %es:fresh_page+0x100, %ebx\n\t"
+        "movw %ds, %si\n\t"
+        "movl %es:fresh_page+0x1100, %ecx\n\t"
+        "movw %ds, %di\n\t"
+        "movzwl %si, %esi\n\t"
+        "movzwl %di, %edi\n\t"
+        "movw $0x23, %ax\n\t"
+        "movw %ax, %ds\n\t"
+        "movl $0, %eax\n\t"
+        "int $0x80\n\t"
         "ud2\n");
+extern char user_null_test[];
+/* Two pages nothing else touches (user_null_test). */
+uint8_t fresh_page[2 * 4096] __attribute__((aligned(4096)));
 
 static void set_rewrite(int index, uint32_t base, uint8_t access)
 {
@@ -209,6 +234,14 @@ int main(uint32_t magic, struct multiboot_info *mbi)
     check_eq("kernel_ds_before", r0, buf_a[0]);
     check_eq("kernel_ds_cached", r1, buf_a[0]);
     check_eq("kernel_ds_reloaded_by_trap_path", r2, buf_b[0]);
+
+    /* (d) ring 3, a null selector with RPL 3 across a hidden page fault
+     * (IRET to ring 3 would make it 0000: SDM Vol. 2A, IRET). */
+    enter_user((uint32_t)user_null_test, (uint32_t)ustack_top, EFL_IF);
+    printf("user_null: ds after mov 0003: 0x%04x, after a second fresh page: 0x%04x\n",
+           user_exit_frame.esi, user_exit_frame.edi);
+    check_eq("user_null_rpl_kept", user_exit_frame.esi, 3);
+    check_eq("user_null_rpl_kept_again", user_exit_frame.edi, 3);
 
     printf("decide_seg: done, %d failures\n", failures);
     return failures;
