@@ -875,9 +875,9 @@ interrupt_window(struct vcpu *v)
 /* The time each engine takes is measured with the TSC around its call:
  * under QEMU's -icount shift=0 that counts instructions retired (make
  * bench), otherwise host time.  An engine's share includes the exits it
- * handles itself (hidden page faults, traced writes, callouts); "other"
- * is the decision, interrupt delivery and the emulation of what an
- * engine hands back. */
+ * handles and the instructions it emulates (hidden page faults, traced
+ * writes, callouts, what direct execution traps on); "other" is the
+ * decision and the delivery of virtual interrupts. */
 static void
 run(struct vcpu *v)
 {
@@ -886,8 +886,9 @@ run(struct vcpu *v)
         interrupt_window(v);
         if (v->stop_reason || v->halted)
             continue;
+        enum mode m = vmm_decide(v);
         u64 t0 = rdtsc();
-        if (vmm_decide(v) == MODE_DIRECT) {
+        if (m == MODE_DIRECT) {
             direct_run(v);
             v->st.tsc_direct += rdtsc() - t0;
         } else {
@@ -896,7 +897,6 @@ run(struct vcpu *v)
         }
     }
 }
-
 
 void
 vmm_main(u32 magic, u32 mbi_pa)
