@@ -53,8 +53,8 @@
 /* The bounds of the translator's memory (all fixed at build time):
  * 896 KiB of 32-bit and 64 KiB of 16-bit translation cache, 8192 units,
  * 64 contexts, 256 cross-page link targets; with the shadow page tables
- * they fill the monitor's 4 MiB window (`size build/vmm.elf`).  Any of them full flushes
- * everything (bt_flush); no guest can make them grow. */
+ * they fill the monitor's 4 MiB window (`size build/vmm.elf`).  Any of
+ * them full flushes everything (bt_flush); no guest can make them grow. */
 #define MAXI      12            /* guest instructions per unit (AA §3.2) */
 #define TC_SIZE   (896 << 10)
 #define TC16_SIZE 0x10000

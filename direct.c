@@ -81,22 +81,18 @@ pushes_flags(struct vcpu *v, u32 eip)
     return decode(bytes, avail, vcpu_code32(v), &in) > 0 && in.info->emu == E_PUSHF;
 }
 
-/* Would entering the guest again as it stands lose state?  IRET to ring
- * 3 turns a null selector with a non-zero RPL in ES, DS, FS or GS into
- * 0000 (shadow.c, shadow_has), so after a hidden fault, or before a
- * traced write, the guest must not be resumed here if it has just
- * loaded one: the main loop decides again, and translates until the
- * register is reloaded. */
+/* Would entering the guest again as it stands lose state?  After a
+ * hidden fault, or before a traced write, a guest that has just loaded
+ * a null selector with a non-zero RPL must not be resumed here: the
+ * IRET would make it 0000 (shadow_iret_nulls).  The main loop decides
+ * again, and translates until the register is reloaded. */
 static int
 reentry_nulls_a_selector(struct frame *f)
 {
     if (f->eflags & EFLAGS_VM)
         return 0;
-    u32 sels[4] = { f->es, f->ds, f->fs, f->gs };
-    for (int i = 0; i < 4; i++)
-        if ((sels[i] & 0xfffc) == 0 && (sels[i] & 3))
-            return 1;
-    return 0;
+    return shadow_iret_nulls(f->es) || shadow_iret_nulls(f->ds) ||
+           shadow_iret_nulls(f->fs) || shadow_iret_nulls(f->gs);
 }
 
 /*E:020 One stretch of direct execution, ended by one trap that is not a

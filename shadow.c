@@ -451,6 +451,22 @@ shadow_copy_desc(struct vcpu *v, u16 sel, struct desc *d)
     return 1;
 }
 
+/* Does an IRET to ring 3 change this data selector?  IRET to an outer
+ * ring replaces a null selector in ES, DS, FS or GS with 0000 (SDM Vol.
+ * 2A, IRET, RETURN-TO-OUTER-PRIVILEGE-LEVEL: "IF SegmentSelector = NULL
+ * ... SegmentSelector <- 0"), so one with a non-zero RPL does not
+ * survive entering direct execution: a guest that loaded 0003 into DS
+ * and was interrupted (a host interrupt, a hidden page fault) would read
+ * back 0000, where on bare hardware no IRET happened.  shadow_has
+ * refuses such a register, so it is translated until the guest reloads
+ * it, and direct_run does not resume a guest holding one.  (Found by
+ * descfuzz under hostirq=20000; decide_seg test (d).) */
+int
+shadow_iret_nulls(u16 sel)
+{
+    return (sel & ~3u) == 0 && (sel & 3) != 0;
+}
+
 /* Can the hardware load this register's selector in direct execution? */
 int
 shadow_has(struct vcpu *v, int sreg)
@@ -458,17 +474,8 @@ shadow_has(struct vcpu *v, int sreg)
     u16 sel = v->seg[sreg].sel;
     if (v->eflags & EFLAGS_VM)
         return 1;
-    /* A null selector survives the IRET into direct execution only with
-     * RPL 0: IRET to an outer ring replaces a null selector in ES, DS, FS
-     * or GS with 0 (SDM Vol. 2A, IRET, RETURN-TO-OUTER-PRIVILEGE-LEVEL:
-     * "IF SegmentSelector = NULL ... SegmentSelector <- 0").  A guest
-     * that loaded 0003 into DS and was interrupted (a host interrupt, a
-     * hidden page fault) would read back 0000 after the monitor's IRET,
-     * where on bare hardware no IRET happened; such a register is
-     * translated until the guest reloads it.  (Found by descfuzz under
-     * hostirq=20000.) */
     if ((sel & ~3u) == 0)
-        return sreg != SEG_CS && sreg != SEG_SS && (sel & 3) == 0;
+        return sreg != SEG_CS && sreg != SEG_SS && !shadow_iret_nulls(sel);
     /* Entering direct execution, the monitor loads DS, ES, FS and GS
      * itself (boot.S), which sets a clear accessed bit; IRET loads CS
      * and SS, which sets it only where far transfers do. */

@@ -321,6 +321,7 @@ void shadow_engine(int direct);
 void shadow_de_tables(u32 *gdt, u32 *gdt_len, u32 *ldt, u32 *ldt_len);
 int shadow_de_table_write(u32 la);
 int shadow_has(struct vcpu *v, int sreg);
+int shadow_iret_nulls(u16 sel);
 int shadow_guest_desc(u16 sel, struct desc *d, int loadable);
 int shadow_copy_desc(struct vcpu *v, u16 sel, struct desc *d);
 u16 shadow_hw_selector(struct vcpu *v, int sreg, int *from_shadow);
